@@ -1,0 +1,388 @@
+"""RLMAgent: the root loop of a Recursive Language Model.
+
+The root model never sees the context; it sees a description and writes code that runs
+in a sandboxed REPL holding it. Each turn: ask the root model, run its code blocks,
+send back the (cut) output; until ``FINAL`` or the turn limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlmagent import parsing, prompts
+from rlmagent.budget import UsageMeter
+from rlmagent.calls import HostFunctions, Tree
+from rlmagent.context import describe_context, summary
+from rlmagent.engines.base import Engine, run_blocking
+from rlmagent.errors import RLMError, UsageError
+from rlmagent.events import (
+    CodeExecuted,
+    CodeStarted,
+    EventBus,
+    RootCompletion,
+    RunEnded,
+    RunStarted,
+    TurnEnded,
+    TurnStarted,
+)
+from rlmagent.sandbox.base import Sandbox, Session, check_context
+from rlmagent.sandbox.subprocess import SubprocessSandbox
+from rlmagent.tools import Tool, check_tools, signature
+from rlmagent.types import AgentResult, Cell, Completion, Message, Step
+
+DEFAULT_MAX_TURNS = 10
+DEFAULT_MAX_CONCURRENCY = 16
+
+
+class RLMAgent:
+    """Answers a question over a context of any length with a Recursive Language Model.
+
+    ``engine`` / ``model`` drive the root; sub-calls (``llm_query`` / ``llm_batch`` in
+    the REPL) use ``sub_engine`` (default: ``engine``) and ``sub_model`` (default:
+    ``model``) with their own temperature and token limit. ``sandbox`` is a
+    :class:`~rlmagent.sandbox.Sandbox` (default: :class:`SubprocessSandbox`).
+    ``trace`` writes a JSONL trajectory as the run goes. ``sub_calls=False`` gives a REPL
+    without ``llm_query`` / ``llm_batch``.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: str,
+        *,
+        tools: Sequence[Tool] | None = None,
+        bus: EventBus | None = None,
+        max_turns: int = DEFAULT_MAX_TURNS,
+        temperature: float = 0.7,
+        max_tokens: int = 2048,
+        sub_model: str | None = None,
+        sub_temperature: float = 0.3,
+        sub_max_tokens: int = 1024,
+        max_output_chars: int = 10_000,
+        system_prompt: str | None = None,
+        sandbox: Sandbox | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        sub_engine: Engine | None = None,
+        trace: str | Path | None = None,
+        sub_calls: bool = True,
+    ) -> None:
+        for name, value in (("engine", engine), ("sub_engine", sub_engine or engine)):
+            if not callable(getattr(value, "agenerate", None)):
+                raise UsageError(f"{name} must be an Engine (with generate/agenerate), got {value!r}")
+        if not isinstance(model, str) or not model:
+            raise UsageError("model must be a non-empty string")
+        for name, number in (
+            ("max_turns", max_turns), ("max_tokens", max_tokens),
+            ("sub_max_tokens", sub_max_tokens), ("max_output_chars", max_output_chars),
+            ("max_concurrency", max_concurrency),
+        ):
+            if not isinstance(number, int) or number < 1:
+                raise UsageError(f"{name} must be a positive int, got {number!r}")
+        self.engine = engine
+        self.model = model
+        self.sub_engine = sub_engine or engine
+        self.sub_model = sub_model or model
+        self.tools = check_tools(tools)
+        self.bus = bus
+        self.max_turns = max_turns
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.sub_temperature = sub_temperature
+        self.sub_max_tokens = sub_max_tokens
+        self.max_output_chars = max_output_chars
+        self.system_prompt = system_prompt
+        self.sandbox: Sandbox = sandbox if sandbox is not None else SubprocessSandbox()
+        self.max_concurrency = max_concurrency
+        self.trace = Path(trace) if trace is not None else None
+        self.sub_calls = sub_calls
+
+    def run(self, input: str, context: Any = None) -> AgentResult:
+        """Answer ``input`` (the question) about ``context``. Blocks until done."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(input, context=context))
+        raise UsageError("run() was called inside an event loop: use `await agent.arun(...)`")
+
+    async def arun(self, input: str, context: Any = None) -> AgentResult:
+        """Async :meth:`run`."""
+        if not isinstance(input, str) or not input.strip():
+            raise UsageError("the question (input) must be a non-empty string")
+        context = check_context(context)
+        bus, close_trace = self._bus()
+        tree = Tree(
+            loop=asyncio.get_running_loop(),
+            meter=UsageMeter(),
+            semaphore=asyncio.Semaphore(self.max_concurrency),
+            bus=bus,
+        )
+        try:
+            return await _Run(self, tree, input, context).run()
+        finally:
+            close_trace()
+
+    def _bus(self) -> tuple[EventBus | None, Callable[[], None]]:
+        if self.trace is None:
+            return self.bus, lambda: None
+        from rlmagent.trace import TraceWriter
+
+        bus = self.bus or EventBus()
+        writer = TraceWriter(self.trace)
+        unsubscribe = bus.subscribe(writer)
+
+        def close() -> None:
+            unsubscribe()
+            writer.close()
+
+        return bus, close
+
+    def system_message(self, functions: HostFunctions) -> str:
+        if self.system_prompt is not None:
+            return self.system_prompt
+        lines = [f"- {spec.doc}" for spec in functions.specs() if spec.name in ("llm_query", "llm_batch")]
+        lines.append("- `SHOW_VARS()`: the variables you have defined so far.")
+        tool_text = ""
+        if self.tools:
+            tool_text = "\nTools (call them like functions in the REPL):\n" + "\n".join(
+                signature(t) for t in self.tools.values()
+            )
+        return prompts.render(
+            "system",
+            functions="\n".join(lines),
+            sub_example="\n" + prompts.render("sub_example") + "\n" if self.sub_calls else "",
+            tools=tool_text,
+        )
+
+
+class _Run:
+    """The state of one run (one root loop) in a tree."""
+
+    def __init__(
+        self,
+        agent: RLMAgent,
+        tree: Tree,
+        question: str,
+        context: Any,
+        *,
+        depth: int = 0,
+        parent_id: str | None = None,
+    ) -> None:
+        self.agent = agent
+        self.tree = tree
+        self.question = question
+        self.context = context
+        self.run_id = uuid.uuid4().hex[:12]
+        self.depth = depth
+        self.parent_id = parent_id
+        self.functions = HostFunctions(
+            agent, tree, run_id=self.run_id, depth=depth, parent_id=parent_id, tools=agent.tools
+        )
+        self.steps: list[Step] = []
+        self.started = time.monotonic()
+        self.session: Session | None = None
+        self.metadata: dict[str, Any] = {"run_id": self.run_id, "max_turns_exceeded": False}
+
+    def _ev(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "depth": self.depth, "parent_id": self.parent_id}
+
+    async def run(self) -> AgentResult:
+        agent = self.agent
+        info = describe_context(self.context)
+        self.tree.publish(RunStarted(
+            **self._ev(), question=self.question, context_info=info, model=agent.model,
+            sub_model=agent.sub_model,
+            settings={
+                "max_turns": agent.max_turns, "temperature": agent.temperature,
+                "max_tokens": agent.max_tokens, "sub_temperature": agent.sub_temperature,
+                "sub_max_tokens": agent.sub_max_tokens, "max_concurrency": agent.max_concurrency,
+                "max_output_chars": agent.max_output_chars,
+                "sandbox": agent.sandbox.isolation,
+            },
+        ))
+        try:
+            self.session = await run_blocking(
+                agent.sandbox.start,
+                self.context,
+                self.functions.handler,
+                functions=self.functions.specs(),
+                max_output_chars=agent.max_output_chars,
+            )
+            self.metadata["isolation"] = self.session.isolation
+            messages: list[Message] = [
+                {"role": "system", "content": agent.system_message(self.functions)},
+                {"role": "user", "content": prompts.render(
+                    "first_user", question=self.question, description=summary(info),
+                    preview="\n".join(info["preview"]) or "(empty)",
+                )},
+            ]
+            content = await self._loop(messages)
+        except BaseException as exc:
+            partial = self._result("", error=True)
+            if isinstance(exc, RLMError):
+                exc.partial = partial
+            self.tree.publish(RunEnded(**self._ev(), result=partial, error=f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            if self.session is not None:
+                self.session.close()
+        result = self._result(content)
+        self.tree.publish(RunEnded(**self._ev(), result=result))
+        return result
+
+    def _result(self, content: str, *, error: bool = False) -> AgentResult:
+        self.metadata["elapsed_s"] = time.monotonic() - self.started
+        if error:
+            self.metadata["stop_reason"] = "error"
+        return AgentResult(
+            content=content,
+            turns=len(self.steps),
+            usage=self.tree.meter.snapshot(),
+            trajectory=tuple(self.steps),
+            metadata=dict(self.metadata),
+        )
+
+    async def _complete(self, messages: list[Message], turn: int) -> tuple[Completion, float]:
+        agent = self.agent
+        t0 = time.monotonic()
+        completion = await agent.engine.agenerate(
+            messages, model=agent.model, temperature=agent.temperature, max_tokens=agent.max_tokens
+        )
+        latency = time.monotonic() - t0
+        self.tree.meter.record(completion, agent.model)
+        self.tree.publish(RootCompletion(**self._ev(), turn=turn, completion=completion, latency_s=latency))
+        return completion, latency
+
+    async def _execute(self, turn: int, index: int, code: str) -> Cell:
+        assert self.session is not None
+        self.tree.publish(CodeStarted(**self._ev(), turn=turn, cell=index, code=code))
+        self.functions.cell_calls = []
+        result = await run_blocking(self.session.execute, code)
+        cell = Cell(code=code, result=result, sub_calls=tuple(self.functions.cell_calls))
+        self.tree.publish(CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result))
+        return cell
+
+    async def _loop(self, messages: list[Message]) -> str:
+        agent = self.agent
+        code_has_run = False
+        reminded = False
+        last_final: str | None = None
+        for turn in range(1, agent.max_turns + 1):
+            self.tree.publish(TurnStarted(**self._ev(), turn=turn))
+            completion, latency = await self._complete(messages, turn)
+            reply = completion.content
+            blocks = parsing.code_blocks(reply)
+            marker = parsing.find_final(reply)
+            cells: list[Cell] = []
+            final: str | None = None
+            if completion.finish_reason == "length" and parsing.has_unclosed_block(reply):
+                observation = prompts.render("cut", question=self.question)
+            elif blocks:
+                code_has_run = True
+                reminded = False
+                for index, code in enumerate(blocks, 1):
+                    cell = await self._execute(turn, index, code)
+                    cells.append(cell)
+                    if cell.result.final is not None:
+                        final = cell.result.final
+                        self.metadata["stop_reason"] = "final"
+                        break
+                marker_value = await self._resolve(marker, turn, cells) if marker else None
+                if final is None and marker_value is not None and marker_value == last_final:
+                    final = marker_value  # the same FINAL twice in a row: confirmed
+                    self.metadata["stop_reason"] = "final_repeated"
+                last_final = marker_value
+                observation = self._observation(cells)
+            elif marker is not None:
+                value = await self._resolve(marker, turn, cells)
+                if value is not None and (code_has_run or value == last_final):
+                    final = value
+                    self.metadata["stop_reason"] = "final"
+                elif value is not None:
+                    observation = prompts.render("confirm", value=value)
+                else:
+                    observation = self._observation(cells)
+                last_final = value
+            elif not reminded:
+                reminded = True
+                last_final = None
+                observation = prompts.render("reminder", question=self.question)
+            else:
+                final = _plain_answer(reply)
+                self.metadata["stop_reason"] = "answer_without_final"
+            if final is not None:
+                observation = ""
+            self.steps.append(Step(
+                turn=turn, reply=reply, finish_reason=completion.finish_reason,
+                cells=tuple(cells), observation=observation, usage=completion.usage,
+                latency_s=latency,
+            ))
+            self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=observation))
+            if final is not None:
+                return final
+            messages.append({"role": "assistant", "content": reply})
+            messages.append({"role": "user", "content": observation})
+        return await self._final_turn(messages)
+
+    async def _resolve(
+        self, marker: parsing.FinalMarker | None, turn: int, cells: list[Cell]
+    ) -> str | None:
+        """The value of a FINAL written in prose (FINAL_VAR is looked up in the REPL)."""
+        if marker is None:
+            return None
+        if marker.kind == "value":
+            return marker.text
+        cell = await self._execute(turn, len(cells) + 1, f"FINAL_VAR({marker.text!r})")
+        cells.append(cell)
+        return cell.result.final
+
+    async def _final_turn(self, messages: list[Message]) -> str:
+        turn = self.agent.max_turns + 1
+        self.metadata["max_turns_exceeded"] = True
+        self.metadata["stop_reason"] = "max_turns"
+        messages.append({"role": "user", "content": prompts.render("final_turn", question=self.question)})
+        self.tree.publish(TurnStarted(**self._ev(), turn=turn))
+        completion, latency = await self._complete(messages, turn)
+        marker = parsing.find_final(completion.content)
+        cells: list[Cell] = []
+        answer = await self._resolve(marker, turn, cells) if marker else None
+        if answer is None:
+            answer = _plain_answer(completion.content)
+        self.steps.append(Step(
+            turn=turn, reply=completion.content, finish_reason=completion.finish_reason,
+            cells=tuple(cells), usage=completion.usage, latency_s=latency,
+        ))
+        self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=""))
+        return answer
+
+    def _observation(self, cells: list[Cell]) -> str:
+        parts = []
+        for index, cell in enumerate(cells, 1):
+            result = cell.result
+            label = f"[block {index}]" if len(cells) > 1 else "[output]"
+            text = result.output.rstrip()
+            if result.stderr.strip():
+                text += ("\n" if text else "") + "[stderr]\n" + result.stderr.rstrip()
+            if result.error:
+                text += ("\n" if text else "") + "[error]\n" + result.error
+            if not text:
+                text = "(no output: print() what you want to see)"
+            parts.append(f"{label}\n{text}")
+        return prompts.render(
+            "observation", outputs="\n\n".join(parts), question=self.question
+        )
+
+
+def _plain_answer(reply: str) -> str:
+    """A reply taken as the answer: without a lone fence around it, stripped."""
+    text = reply.strip()
+    if text.startswith("```") and text.endswith("```") and text.count("```") == 2:
+        text = text[3:-3]
+        first, _, rest = text.partition("\n")
+        text = rest if first.strip().isalpha() and rest else text
+    return text.strip()
+

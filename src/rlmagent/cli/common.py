@@ -1,0 +1,141 @@
+"""What ``rlm run`` and ``rlm demo`` share: engine options, building the agent, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlmagent.agent import RLMAgent
+from rlmagent.errors import RLMError, UsageError
+from rlmagent.events import EventBus
+from rlmagent.types import AgentResult, to_dict
+
+LOCAL_ROOT_TEMPERATURE = 0.0
+"""Measured on the 1.5B local root: temperature 0 beat 0.3 (see FACTS / BENCHMARKS)."""
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="SPEC", default=None,
+                        help="root model as provider:model (default: $RLM_MODEL, else the "
+                             "embedded local model)")
+    parser.add_argument("--sub-model", metavar="SPEC", default=None,
+                        help="model for llm_query/llm_batch (default: $RLM_SUB_MODEL, else --model)")
+    parser.add_argument("--base-url", metavar="URL", default=None,
+                        help="endpoint of an OpenAI/Anthropic-compatible server")
+    parser.add_argument("--max-turns", type=int, default=10, metavar="N")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="root temperature (default 0.7; 0 for the local model)")
+    parser.add_argument("--max-concurrency", type=int, default=16, metavar="N")
+    parser.add_argument("--sandbox", choices=("subprocess", "inprocess"), default="subprocess",
+                        help="where model code runs (inprocess: NO isolation)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quiet", "-q", action="store_true", help="show only the answer")
+    parser.add_argument("--trace", metavar="PATH", default=None, help="write a JSONL trajectory")
+    parser.add_argument("--no-log", action="store_true",
+                        help="do not keep this run in the run log (rlm runs)")
+
+
+def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
+    from rlmagent.engines import get_engine
+    from rlmagent.sandbox import InProcessSandbox, SubprocessSandbox
+
+    spec = args.model or os.environ.get("RLM_MODEL") or None
+    sub_spec = args.sub_model or os.environ.get("RLM_SUB_MODEL") or spec
+    options: dict[str, Any] = {"base_url": args.base_url} if args.base_url else {}
+    engine = get_engine(spec, **options)
+    # A separate engine object for sub-calls: for the local model it keeps the root's
+    # prompt cache warm (FACTS.md); for servers a second client costs nothing.
+    sub_engine = get_engine(sub_spec, **options)
+    temperature = args.temperature
+    if temperature is None:
+        temperature = LOCAL_ROOT_TEMPERATURE if engine.provider == "local" else 0.7
+    trace = args.trace
+    if trace is None and not args.no_log:
+        from rlmagent.trace import new_run_path, runs_dir
+
+        trace = new_run_path(runs_dir(os.environ.get("RLMAGENT_HOME")))
+    return RLMAgent(
+        engine,
+        engine.model,
+        sub_engine=sub_engine,
+        sub_model=sub_engine.model,
+        bus=bus,
+        max_turns=args.max_turns,
+        temperature=temperature,
+        max_concurrency=args.max_concurrency,
+        sandbox=InProcessSandbox() if args.sandbox == "inprocess" else SubprocessSandbox(),
+        trace=trace,
+    )
+
+
+def progress(args: argparse.Namespace, bus: EventBus) -> Any:
+    """Subscribe the live display (on stderr) unless --quiet or --json."""
+    if args.quiet or args.json:
+        return None
+    from rich.console import Console
+
+    from rlmagent.console import ConsoleProgress
+
+    display = ConsoleProgress(Console(stderr=True), show_answer=False)
+    bus.subscribe(display)
+    return display
+
+
+def usage_line(result: AgentResult) -> str:
+    usage = result.usage
+    cost = "unknown" if usage.cost_usd is None else f"${usage.cost_usd:.4f}"
+    return (
+        f"turns {result.turns} · calls {usage.calls} · tokens {usage.prompt_tokens:,} in / "
+        f"{usage.completion_tokens:,} out · cost {cost} · "
+        f"{result.metadata.get('elapsed_s', 0.0):.1f} s"
+    )
+
+
+def report(args: argparse.Namespace, result: AgentResult, extra: dict[str, Any] | None = None) -> None:
+    if args.json:
+        payload = {
+            "answer": result.content,
+            "turns": result.turns,
+            "usage": to_dict(result.usage),
+            "metadata": to_dict(result.metadata),
+            **(extra or {}),
+        }
+        print(json.dumps(payload, ensure_ascii=False))
+        return
+    print(result.content)
+    if not args.quiet:
+        print(usage_line(result), file=sys.stderr)
+
+
+def execute(args: argparse.Namespace, question: str, context: Any) -> AgentResult | int:
+    """Build the agent, show progress, run; an error becomes a message and an exit code."""
+    bus = EventBus()
+    try:
+        agent = build_agent(args, bus)
+        display = progress(args, bus)
+        try:
+            return agent.run(question, context=context)
+        finally:
+            if display is not None:
+                display.close()
+    except UsageError as exc:
+        print(f"rlm: error: {exc}", file=sys.stderr)
+        return 2
+    except RLMError as exc:
+        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rlm: interrupted", file=sys.stderr)
+        return 130
+
+
+def read_context(value: str | None) -> Any:
+    if value is None:
+        return None
+    if value == "-":
+        return sys.stdin.read()
+    return Path(value)

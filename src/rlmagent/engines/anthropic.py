@@ -1,0 +1,179 @@
+"""The Anthropic engine, on the official ``anthropic`` SDK (``pip install "rlmagent[anthropic]"``).
+
+The SDK is imported only when the engine is built. System messages are joined (blank
+line between) into the ``system`` parameter; the other messages go as they are. The key
+comes from ``api_key=`` or ``ANTHROPIC_API_KEY``. ``stop_reason`` is normalised:
+``end_turn`` / ``stop_sequence`` -> ``"stop"``, ``max_tokens`` -> ``"length"``. Prompt
+tokens include cache reads and writes (priced as cached input and at 1.25x input).
+Extra keyword arguments of ``generate`` go into the request body, except ``stop``,
+which becomes ``stop_sequences``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from rlmagent.engines.pricing import PriceLike, PriceTable
+from rlmagent.engines.retry import Failure, RetryPolicy
+from rlmagent.engines.sdk import (
+    MalformedResponse,
+    SDKEngine,
+    classify_sdk_error,
+    normalise_finish_reason,
+)
+from rlmagent.errors import EngineNotAvailable
+from rlmagent.types import Completion, Message, TokenUsage
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+
+
+def _import_anthropic(model: str) -> Any:
+    try:
+        import anthropic
+    except ImportError as exc:
+        raise EngineNotAvailable(
+            'the anthropic engine needs the anthropic package: pip install "rlmagent[anthropic]"',
+            provider="anthropic",
+            model=model,
+        ) from exc
+    return anthropic
+
+
+class AnthropicEngine(SDKEngine):
+    """An engine for Anthropic's messages API.
+
+    Options as for :class:`~rlmagent.engines.openai_compat.OpenAICompatEngine`:
+    ``base_url``, ``api_key``, ``timeout`` (seconds per attempt), ``max_retries`` /
+    ``retry``, ``prices``.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        prices: Mapping[str, PriceLike] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._sdk = _import_anthropic(model)
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        key = api_key or os.environ.get(API_KEY_ENV)
+        if not key:
+            raise EngineNotAvailable(
+                f"the anthropic engine needs an API key: set {API_KEY_ENV} "
+                "or pass api_key=... to get_engine()",
+                provider="anthropic",
+                model=model,
+            )
+        self._api_key = key
+        self._headers = dict(default_headers or {})
+        super().__init__(
+            model,
+            provider="anthropic",
+            timeout=timeout,
+            retry=retry,
+            max_retries=max_retries,
+            prices=PriceTable(prices),
+        )
+
+    def _make_client(self, *, asynchronous: bool) -> Any:
+        cls = self._sdk.AsyncAnthropic if asynchronous else self._sdk.Anthropic
+        return cls(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=0,
+            default_headers=self._headers or None,
+        )
+
+    def _build_request(
+        self,
+        messages: list[Message],
+        model: str,
+        temperature: float,
+        max_tokens: int,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        chat = [m for m in messages if m["role"] != "system"]
+        body: dict[str, Any] = dict(extra.pop("extra_body", None) or {})
+        stop = extra.pop("stop", None)
+        if stop is not None:
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        body.update(extra)
+        request: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": chat,
+            "temperature": temperature,
+            "extra_body": body,
+        }
+        if system:
+            request["system"] = system
+        return request
+
+    def _send(self, client: Any, request: dict[str, Any]) -> Any:
+        return client.messages.with_raw_response.create(**request)
+
+    async def _asend(self, client: Any, request: dict[str, Any]) -> Any:
+        return await client.messages.with_raw_response.create(**request)
+
+    def _classify(self, exc: BaseException) -> Failure | None:
+        return classify_sdk_error(exc, self._sdk)
+
+    def _parse(
+        self, data: dict[str, Any], model: str, status: int, messages: list[Message]
+    ) -> Completion:
+        blocks = data.get("content")
+        if not isinstance(blocks, list):
+            raise MalformedResponse("response has no content blocks", status)
+        text = "".join(
+            b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+        )
+        usage = data.get("usage")
+        if not isinstance(usage, dict) or not isinstance(usage.get("input_tokens"), int):
+            raise MalformedResponse("response has no usage", status)
+        written = usage.get("cache_creation_input_tokens") or 0
+        read = usage.get("cache_read_input_tokens") or 0
+        prompt = usage["input_tokens"] + written + read
+        completion = int(usage.get("output_tokens") or 0)
+        return Completion(
+            content=text,
+            model=model,
+            usage=TokenUsage(prompt_tokens=prompt, completion_tokens=completion),
+            finish_reason=normalise_finish_reason(data.get("stop_reason")),
+            cost_usd=self.cost(
+                model, prompt, completion, cached_tokens=read, cache_write_tokens=written
+            ),
+        )
+
+
+def anthropic_factory(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    retry: RetryPolicy | None = None,
+    prices: Mapping[str, PriceLike] | None = None,
+    default_headers: Mapping[str, str] | None = None,
+) -> AnthropicEngine:
+    """Build an :class:`AnthropicEngine` (the ``anthropic`` entry point)."""
+    return AnthropicEngine(
+        model,
+        base_url=base_url,
+        api_key=api_key,
+        timeout=timeout,
+        max_retries=max_retries,
+        retry=retry,
+        prices=prices,
+        default_headers=default_headers,
+    )

@@ -1,0 +1,94 @@
+"""An event loop on a daemon thread, owned by one engine.
+
+An async HTTP client's connection pool belongs to the event loop that opened its
+connections: reused from another loop (every ``asyncio.run`` makes a new one) it fails
+with "Event loop is closed". The network engines therefore run every async request on a
+loop of their own, started on first use, so one async client per engine serves every
+caller's loop and keeps its connections warm. Awaiting a request from any loop costs one
+thread hop; cancelling the awaiting task cancels the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from rlmagent.errors import UsageError
+
+T = TypeVar("T")
+
+CLOSE_TIMEOUT_S = 5.0
+"""How long :meth:`LoopThread.close` waits for the cleanup coroutine and the thread."""
+
+
+class LoopThread:
+    """Runs coroutines on a private event loop in a daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                raise UsageError(f"{self.name}: the engine is closed")
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=self._serve, args=(loop,), name=self.name, daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args, **kwargs)`` run on this thread's loop, from any loop."""
+        loop = self._ensure_loop()
+        if asyncio.get_running_loop() is loop:
+            return await fn(*args, **kwargs)
+
+        async def call() -> T:
+            return await fn(*args, **kwargs)
+
+        future = asyncio.run_coroutine_threadsafe(call(), loop)
+        return await asyncio.wrap_future(future)
+
+    def close(self, cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Run ``cleanup()`` on the loop, then stop it. Safe to call twice."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._closed = True
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        if threading.current_thread() is thread:  # closing from inside: cannot wait here
+            if cleanup is not None:
+                loop.create_task(cleanup()).add_done_callback(lambda _: loop.stop())
+            else:
+                loop.stop()
+            return
+        if cleanup is not None:
+            done = asyncio.run_coroutine_threadsafe(cleanup(), loop)
+            with contextlib.suppress(Exception):  # a failing cleanup must not stop shutdown
+                done.result(timeout=CLOSE_TIMEOUT_S)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=CLOSE_TIMEOUT_S)

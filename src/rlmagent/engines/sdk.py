@@ -1,0 +1,296 @@
+"""What the two network engines share: clients, retries, parsing guards, cost.
+
+:class:`SDKEngine` holds one synchronous client (built with the engine) and one async
+client (built on first ``agenerate``, on the engine's own :class:`LoopThread`), both
+with the SDK's own retries off and the engine's timeout. Each request goes through
+:func:`~rlmagent.engines.retry.call_with_retries`; the response body is read as JSON
+by the engine itself, so a truncated or non-JSON body is a clear, retried failure
+instead of an AttributeError deep in a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlmagent.engines.loop_thread import LoopThread
+from rlmagent.engines.pricing import PriceTable
+from rlmagent.engines.retry import (
+    Failure,
+    RetryPolicy,
+    acall_with_retries,
+    call_with_retries,
+    is_retryable_status,
+    parse_retry_after,
+)
+from rlmagent.errors import UsageError
+from rlmagent.types import Completion, Message
+
+DEFAULT_TIMEOUT = 120.0
+"""Seconds allowed for one HTTP request (connect + answer), per attempt."""
+
+SNIPPET_CHARS = 200
+"""How much of a bad response body an error message quotes."""
+
+
+class MalformedResponse(Exception):
+    """The server answered, but not with what the wire format promises."""
+
+    def __init__(self, reason: str, status: int | None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def normalise_finish_reason(reason: Any) -> str:
+    """``"stop"`` / ``"length"`` for the usual spellings; anything else as it is."""
+    if reason is None or reason in ("stop", "end_turn", "stop_sequence", "eos"):
+        return "stop"
+    if reason in ("length", "max_tokens", "model_length"):
+        return "length"
+    return str(reason)
+
+
+def snippet(text: str) -> str:
+    """A short, one-line quote of a response body for error messages."""
+    text = " ".join(text.split())
+    return repr(text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "...")
+
+
+def read_json(raw: Any) -> dict[str, Any]:
+    """The JSON object in an SDK raw response, or :class:`MalformedResponse`."""
+    http = raw.http_response
+    try:
+        data = json.loads(http.text)
+    except ValueError:
+        raise MalformedResponse(
+            f"malformed JSON in response body {snippet(http.text)}", http.status_code
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedResponse(
+            f"response body is not a JSON object: {snippet(http.text)}", http.status_code
+        )
+    error = data.get("error")
+    if error and not data.get("choices") and not data.get("content"):
+        # some gateways report upstream failures inside a 200 body
+        code = error.get("code") if isinstance(error, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        raise MalformedResponse(
+            f"error in response body: {message}", code if isinstance(code, int) else None
+        )
+    return data
+
+
+def classify_sdk_error(exc: BaseException, sdk: Any) -> Failure | None:
+    """Sort an exception of the ``openai`` / ``anthropic`` SDK (same shapes) into a Failure."""
+    if isinstance(exc, MalformedResponse):
+        retryable = exc.status is None or exc.status < 400 or is_retryable_status(exc.status)
+        return Failure(str(exc), status=exc.status, retryable=retryable)
+    if isinstance(exc, sdk.APITimeoutError):
+        return Failure("request timed out", status=None)
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = f": {cause}" if cause else ""
+        return Failure(f"connection failed or dropped{detail}", status=None)
+    if isinstance(exc, sdk.APIStatusError):
+        status = int(exc.status_code)
+        headers = exc.response.headers
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if retry_after is None and headers.get("retry-after-ms"):
+            ms = parse_retry_after(headers.get("retry-after-ms"))
+            retry_after = None if ms is None else ms / 1000
+        body = exc.response.text if exc.response is not None else ""
+        return Failure(
+            f"HTTP {status} {snippet(body)}",
+            status=status,
+            retryable=is_retryable_status(status),
+            retry_after=retry_after,
+        )
+    return None
+
+
+def check_messages(messages: Sequence[Message]) -> list[Message]:
+    """Copy and validate chat messages: dicts with a known role and string content."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise UsageError(f"messages must be a list of dicts, got {type(messages).__name__}")
+    if not messages:
+        raise UsageError("messages must not be empty")
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or m.get("role") not in ("system", "user", "assistant"):
+            raise UsageError(
+                f"message {i} must be a dict with role system/user/assistant, got {m!r:.80}"
+            )
+        if not isinstance(m.get("content"), str):
+            raise UsageError(f"message {i} content must be a str")
+        out.append({"role": str(m["role"]), "content": m["content"]})
+    return out
+
+
+class _Clients:
+    """The engine's SDK clients, kept apart so a finalizer can close them."""
+
+    def __init__(self, sync: Any) -> None:
+        self.sync = sync
+        self.async_: Any = None
+
+    async def aclose(self) -> None:
+        if self.async_ is not None:
+            await self.async_.close()
+            self.async_ = None
+
+
+def _shutdown(loop: LoopThread, clients: _Clients) -> None:
+    with contextlib.suppress(Exception):
+        clients.sync.close()
+    loop.close(clients.aclose)
+
+
+class SDKEngine:
+    """Base of the engines built on an official HTTP SDK. Subclasses fill in the wire."""
+
+    provider: str = "sdk"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        provider: str,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+        max_retries: int | None,
+        prices: PriceTable,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise UsageError(f"{provider}: a model name is required, got {model!r}")
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"{provider}: timeout must be > 0 seconds, got {timeout!r}")
+        policy = retry or RetryPolicy()
+        if max_retries is not None:
+            policy = dataclasses.replace(policy, max_retries=max_retries)
+        self.model = model
+        self.provider = provider
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+        self.retry = policy
+        self.prices = prices
+        self._clients = _Clients(self._make_client(asynchronous=False))
+        self._loop = LoopThread(f"rlmagent-{provider}-loop")
+        self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._clients)
+
+    # -- to be filled in by subclasses -------------------------------------------------
+    def _make_client(self, *, asynchronous: bool) -> Any:
+        raise NotImplementedError
+
+    def _build_request(
+        self,
+        messages: list[Message],
+        model: str,
+        temperature: float,
+        max_tokens: int,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _send(self, client: Any, request: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def _asend(self, client: Any, request: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _parse(
+        self, data: dict[str, Any], model: str, status: int, messages: list[Message]
+    ) -> Completion:
+        raise NotImplementedError
+
+    def _classify(self, exc: BaseException) -> Failure | None:
+        raise NotImplementedError
+
+    # -- the Engine protocol -----------------------------------------------------------
+    def _prepare(
+        self,
+        messages: Sequence[Message],
+        model: str | None,
+        temperature: float,
+        max_tokens: int,
+        kwargs: dict[str, Any],
+    ) -> tuple[str, list[Message], dict[str, Any]]:
+        model = model or self.model
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise UsageError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        msgs = check_messages(messages)
+        request = self._build_request(msgs, model, float(temperature), max_tokens, kwargs)
+        return model, msgs, request
+
+    def _completion(self, raw: Any, model: str, messages: list[Message]) -> Completion:
+        return self._parse(read_json(raw), model, raw.http_response.status_code, messages)
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        **kwargs: Any,
+    ) -> Completion:
+        """One chat completion. Extra keyword arguments go into the request body."""
+        model, msgs, request = self._prepare(messages, model, temperature, max_tokens, kwargs)
+
+        def attempt() -> Completion:
+            return self._completion(self._send(self._clients.sync, request), model, msgs)
+
+        return call_with_retries(
+            attempt, self._classify, self.retry, provider=self.provider, model=model
+        )
+
+    async def agenerate(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        **kwargs: Any,
+    ) -> Completion:
+        """The async twin of :meth:`generate`, on the engine's own event loop."""
+        model, msgs, request = self._prepare(messages, model, temperature, max_tokens, kwargs)
+
+        async def attempt() -> Completion:
+            if self._clients.async_ is None:
+                self._clients.async_ = self._make_client(asynchronous=True)
+            raw = await self._asend(self._clients.async_, request)
+            return self._completion(raw, model, msgs)
+
+        return await self._loop.run(
+            acall_with_retries,
+            attempt,
+            self._classify,
+            self.retry,
+            provider=self.provider,
+            model=model,
+        )
+
+    def cost(
+        self, model: str, prompt_tokens: int, completion_tokens: int, **cache: int
+    ) -> float | None:
+        """USD for one call, or None when the model's price is unknown."""
+        price = self.prices.lookup(model)
+        if price is None:
+            return None
+        return price.cost(prompt_tokens, completion_tokens, **cache)
+
+    def close(self) -> None:
+        """Close the clients and stop the engine's loop thread. Safe to call twice."""
+        self._finalizer()
+
+    def __enter__(self) -> SDKEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r})"

@@ -1,0 +1,164 @@
+"""Typed events and the :class:`EventBus` they travel on.
+
+The agent loop never prints: it publishes events, and consoles, progress bars and
+trajectory writers subscribe. A bus is injected (``RLMAgent(bus=...)``), never global.
+Every event carries the ``run_id`` of the (sub-)run that emitted it, its recursion
+``depth``, the ``parent_id`` of the sub-call that started it (None at the root) and a
+wall-clock ``time``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlmagent.types import AgentResult, Completion, ExecResult, SubCall
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    run_id: str
+    depth: int = 0
+    parent_id: str | None = None
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(Event):
+    question: str
+    context_info: Mapping[str, Any]
+    model: str
+    sub_model: str
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunEnded(Event):
+    result: AgentResult | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnStarted(Event):
+    turn: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RootCompletion(Event):
+    turn: int
+    completion: Completion
+    latency_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeStarted(Event):
+    turn: int
+    cell: int
+    code: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeExecuted(Event):
+    turn: int
+    cell: int
+    code: str
+    result: ExecResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnEnded(Event):
+    turn: int
+    observation: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchStarted(Event):
+    batch_id: str
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchEnded(Event):
+    batch_id: str
+    size: int
+    failures: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubCallStarted(Event):
+    call_id: str
+    prompt: str
+    model: str
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubCallEnded(Event):
+    call: SubCall
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCalled(Event):
+    name: str
+    arguments: Mapping[str, Any]
+    result: str | None
+    error: str | None = None
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice(Event):
+    """Something a user should know that is not an error (fallback isolation, retries)."""
+
+    message: str
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Thread-safe publish/subscribe of :class:`Event` objects.
+
+    Subscribers are called synchronously, in subscription order, on the publishing
+    thread. A subscriber that raises does not break the run: the error is reported as a
+    ``RuntimeWarning`` and the other subscribers still get the event.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[tuple[Subscriber, tuple[type[Event], ...]]] = []
+        self._lock = threading.RLock()
+
+    def subscribe(
+        self, fn: Subscriber, *types: type[Event]
+    ) -> Callable[[], None]:
+        """Call ``fn`` for every event (or only for ``types``). Returns an unsubscribe."""
+        entry = (fn, types or (Event,))
+        with self._lock:
+            self._subscribers.append(entry)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if entry in self._subscribers:
+                    self._subscribers.remove(entry)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for fn, types in subscribers:
+            if not isinstance(event, types):
+                continue
+            try:
+                fn(event)
+            except Exception:
+                warnings.warn(
+                    f"event subscriber {fn!r} failed:\n{traceback.format_exc()}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )

@@ -1,0 +1,110 @@
+"""Reading a root model's reply: code blocks to run and FINAL answers written in prose.
+
+Code blocks are fenced with ```repl, ```python or ```py. An untagged fence counts as code
+only when it parses as Python and does something (a call, an assignment, a loop...):
+small models often put a bare answer like ``42`` in an untagged fence.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+CODE_LANGS = frozenset({"repl", "python", "py", "python3"})
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
+_FENCE_LINE = re.compile(r"^[ \t]*```", re.M)
+_FINAL = re.compile(r"\b(FINAL_VAR|FINAL)\s*\(")
+
+
+@dataclass(frozen=True, slots=True)
+class FinalMarker:
+    """A ``FINAL(...)`` / ``FINAL_VAR(...)`` found in prose."""
+
+    kind: str  # "value" or "var"
+    text: str  # the answer, or the variable name for "var"
+
+
+def _does_something(code: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.Expr) or isinstance(stmt.value, ast.Call):
+            return True
+    return False
+
+
+def code_blocks(text: str) -> list[str]:
+    """The code blocks of ``text``, in order."""
+    blocks = []
+    for match in _FENCE.finditer(text):
+        lang, body = match.group(1).lower(), match.group(2)
+        if lang in CODE_LANGS or (not lang and _does_something(body)):
+            if body.strip():
+                blocks.append(body)
+    return blocks
+
+
+def has_unclosed_block(text: str) -> bool:
+    """True when a fence was opened and never closed (a reply cut mid-block)."""
+    return len(_FENCE_LINE.findall(text)) % 2 == 1
+
+
+def prose(text: str) -> str:
+    """``text`` without its fenced blocks (and without an unclosed trailing block)."""
+    without = _FENCE.sub("", text)
+    if has_unclosed_block(without):
+        without = without[: list(_FENCE_LINE.finditer(without))[-1].start()]
+    return without
+
+
+def _balanced(text: str, start: int) -> str | None:
+    """The text between the parenthesis opened just before ``start`` and its match."""
+    depth, quote, i = 1, "", start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif text.startswith(quote, i):
+                i += len(quote) - 1
+                quote = ""
+        elif text.startswith(('"""', "'''"), i):
+            quote = text[i : i + 3]
+            i += 2
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+        i += 1
+    return None
+
+
+def _unquote(arg: str) -> str:
+    arg = arg.strip()
+    try:
+        value = ast.literal_eval(arg)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return arg
+    return value if isinstance(value, str) else str(value)
+
+
+def find_final(text: str) -> FinalMarker | None:
+    """The last ``FINAL(...)`` or ``FINAL_VAR(...)`` written outside code blocks."""
+    found: FinalMarker | None = None
+    outside = prose(text)
+    for match in _FINAL.finditer(outside):
+        arg = _balanced(outside, match.end())
+        if arg is None or not arg.strip():
+            continue
+        if match.group(1) == "FINAL_VAR":
+            found = FinalMarker("var", _unquote(arg))
+        else:
+            found = FinalMarker("value", _unquote(arg))
+    return found

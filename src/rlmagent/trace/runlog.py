@@ -1,0 +1,173 @@
+"""The run log: one trajectory per run in the user's data directory, and summaries of them.
+
+:func:`new_run_path` names files by creation time, so :func:`latest_run` is the newest.
+:func:`summarize_run` reads only the two ends of a finished run's file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlmagent.errors import UsageError
+from rlmagent.trace.jsonl import load_trajectory
+
+
+def runs_dir(home: str | Path | None = None) -> Path:
+    """Where runs are kept: ``<home>/runs``, by default in the user's data directory."""
+    if home is None:
+        import platformdirs
+
+        home = platformdirs.user_data_dir("rlmagent", appauthor=False)
+    return Path(home).expanduser() / "runs"
+
+
+def new_run_path(directory: str | Path) -> Path:
+    """A fresh, time-ordered ``.jsonl`` path in ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    micros = int((now % 1) * 1_000_000)
+    for n in range(1000):
+        suffix = f"-{n}" if n else ""
+        candidate = directory / f"{stamp}-{micros:06d}{suffix}.jsonl"
+        try:
+            candidate.touch(exist_ok=False)
+        except FileExistsError:
+            continue
+        return candidate
+    raise UsageError(f"could not find a free run file name in {directory}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One line of ``rlm runs``. ``status``: done, error, incomplete or unreadable."""
+
+    path: Path
+    started_at: float
+    question: str = ""
+    answer: str | None = None
+    turns: int = 0
+    calls: int = 0
+    tokens: int = 0
+    cost_usd: float | None = None
+    status: str = "incomplete"
+    error: str | None = None
+    models: tuple[str, ...] = field(default=())
+
+
+_TAIL_BYTES = 1 << 20
+
+
+def _root_end_in_tail(path: Path) -> dict[str, Any] | None:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(max(0, size - _TAIL_BYTES))
+        tail = f.read()
+    for raw in reversed(tail.split(b"\n")):
+        if b'"RunEnded"' not in raw:
+            continue
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if data.get("type") == "RunEnded" and data.get("parent_id") is None:
+            return data
+    return None
+
+
+def _root_start_in_head(path: Path) -> dict[str, Any] | None:
+    with path.open("rb") as f:
+        for _ in range(4):
+            raw = f.readline()
+            if not raw:
+                break
+            try:
+                data = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return None
+            if data.get("type") == "RunStarted" and data.get("parent_id") is None:
+                return data
+    return None
+
+
+def summarize_run(path: str | Path) -> RunSummary:
+    """A summary of one trajectory; reads only its ends when the run finished."""
+    path = Path(path)
+    mtime = path.stat().st_mtime
+    try:
+        start = _root_start_in_head(path)
+        end = _root_end_in_tail(path) if start else None
+        if start and end:
+            result = end.get("result") or {}
+            usage = result.get("usage") or {}
+            return RunSummary(
+                path=path,
+                started_at=float(start.get("time", mtime)),
+                question=str(start.get("question", "")),
+                answer=result.get("content"),
+                turns=int(result.get("turns", 0)),
+                calls=int(usage.get("calls", 0)),
+                tokens=int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)),
+                cost_usd=usage.get("cost_usd"),
+                status="error" if end.get("error") else "done",
+                error=end.get("error"),
+                models=tuple(sorted(usage.get("by_model") or {})),
+            )
+        traj = load_trajectory(path)
+    except (OSError, UsageError, ValueError) as exc:
+        return RunSummary(path=path, started_at=mtime, status="unreadable", error=str(exc))
+    root = traj.root
+    if root is None:
+        return RunSummary(path=path, started_at=mtime, status="incomplete")
+    usage_obj = traj.usage
+    return RunSummary(
+        path=path,
+        started_at=root.started_at,
+        question=root.question,
+        answer=root.answer,
+        turns=len(root.turns),
+        calls=usage_obj.calls,
+        tokens=usage_obj.total_tokens,
+        cost_usd=usage_obj.cost_usd,
+        status=("error" if root.error else "done") if root.finished else "incomplete",
+        error=root.error,
+        models=tuple(sorted(usage_obj.by_model)),
+    )
+
+
+_RUN_NAME = re.compile(r"^\d{8}-\d{6}-\d{6}")
+
+
+def _run_key(path: Path) -> str:
+    # new_run_path names sort by creation time; other files by modification time
+    match = _RUN_NAME.match(path.name)
+    if match:
+        return path.name
+    mtime = path.stat().st_mtime
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(mtime)) + f"-{int(mtime % 1 * 1e6):06d}"
+
+
+def _run_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.glob("*.jsonl") if p.is_file()), key=_run_key)
+
+
+def list_runs(directory: str | Path, limit: int | None = None) -> list[RunSummary]:
+    """Summaries of the runs kept in ``directory``, newest first."""
+    files = list(reversed(_run_files(Path(directory))))
+    if limit is not None:
+        files = files[:limit]
+    return [summarize_run(p) for p in files]
+
+
+def latest_run(directory: str | Path) -> Path | None:
+    """The newest trajectory in ``directory``, or None when there is none."""
+    files = _run_files(Path(directory))
+    return files[-1] if files else None

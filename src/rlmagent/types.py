@@ -1,0 +1,199 @@
+"""Frozen result types shared by the whole package.
+
+Everything a run produces is one of these immutable, fully typed dataclasses.
+Serialisation to plain JSON-able dicts lives in one place: :func:`to_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+Message: TypeAlias = dict[str, str]
+"""One chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens of one completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One answer from an engine.
+
+    ``cost_usd`` is None when the price of ``model`` is unknown (never a silent 0).
+    ``finish_reason`` is ``"stop"`` or ``"length"`` (cut by ``max_tokens``), or whatever
+    else the provider reports. ``cached`` marks an answer served from the sub-call cache.
+    """
+
+    content: str
+    model: str
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    finish_reason: str = "stop"
+    cost_usd: float | None = None
+    cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUsage:
+    """Calls, tokens and cost of one model (or of a whole run)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    cached_calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, completion: Completion) -> ModelUsage:
+        """This usage plus one completion. Unknown cost anywhere makes the sum unknown."""
+        cost = (
+            None
+            if self.cost_usd is None or completion.cost_usd is None
+            else self.cost_usd + completion.cost_usd
+        )
+        return ModelUsage(
+            calls=self.calls + 1,
+            prompt_tokens=self.prompt_tokens + completion.usage.prompt_tokens,
+            completion_tokens=self.completion_tokens + completion.usage.completion_tokens,
+            cost_usd=cost,
+            cached_calls=self.cached_calls + int(completion.cached),
+        )
+
+    def merge(self, other: ModelUsage) -> ModelUsage:
+        cost = (
+            None
+            if self.cost_usd is None or other.cost_usd is None
+            else self.cost_usd + other.cost_usd
+        )
+        return ModelUsage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=cost,
+            cached_calls=self.cached_calls + other.cached_calls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Totals over the root call and every sub-call of a run, plus a per-model breakdown."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    cached_calls: int = 0
+    by_model: Mapping[str, ModelUsage] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_models(cls, by_model: Mapping[str, ModelUsage]) -> Usage:
+        total = ModelUsage()
+        for usage in by_model.values():
+            total = total.merge(usage)
+        return cls(
+            calls=total.calls,
+            prompt_tokens=total.prompt_tokens,
+            completion_tokens=total.completion_tokens,
+            cost_usd=total.cost_usd,
+            cached_calls=total.cached_calls,
+            by_model=dict(by_model),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """What one code cell did inside the sandbox.
+
+    ``output`` holds stdout followed by the display of a bare last expression; ``error``
+    a trimmed traceback when the cell raised (errors in model code are data, never
+    exceptions). ``final`` is set when the cell called ``FINAL`` / ``FINAL_VAR``.
+    ``state_lost`` is True when the worker was killed (timeout, crash) and restarted.
+    """
+
+    output: str = ""
+    stderr: str = ""
+    error: str | None = None
+    final: str | None = None
+    duration_s: float = 0.0
+    timed_out: bool = False
+    state_lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubCall:
+    """One ``llm_query`` / ``llm_batch`` item (or child RLM) made by a code cell."""
+
+    call_id: str
+    prompt: str
+    answer: str | None
+    model: str
+    depth: int
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cost_usd: float | None = None
+    started_at: float = 0.0
+    latency_s: float = 0.0
+    error: str | None = None
+    cached: bool = False
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One code block of a root reply, with what it did and the sub-calls it made."""
+
+    code: str
+    result: ExecResult
+    sub_calls: tuple[SubCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One root turn: the model's reply, the cells it ran and the observation sent back."""
+
+    turn: int
+    reply: str
+    finish_reason: str = "stop"
+    cells: tuple[Cell, ...] = ()
+    observation: str = ""
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResult:
+    """The outcome of :meth:`rlmagent.RLMAgent.run`."""
+
+    content: str
+    turns: int
+    usage: Usage
+    trajectory: tuple[Step, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def to_dict(obj: Any) -> Any:
+    """Turn any of this module's dataclasses (nested, in containers) into JSON-able data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    return obj

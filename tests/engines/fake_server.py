@@ -1,0 +1,285 @@
+"""A real HTTP server on loopback that speaks two chat wire formats, with fault injection.
+
+It answers ``POST {prefix}/chat/completions`` (OpenAI chat completions) and
+``POST {prefix}/messages`` (Anthropic messages) like a tiny deterministic model: the reply
+is ``"echo: "`` followed by the words of the last user message, cut to ``max_tokens``
+words (then the finish reason says so). A token is a whitespace-separated word, so tests
+can predict usage exactly.
+
+Faults are queued with :meth:`FakeLLMServer.push` and consumed one per request, in order:
+
+* ``Fault.status(429, retry_after="2")`` -- an HTTP error with a JSON error body
+* ``Fault.hang(seconds)`` -- read the request, then say nothing for ``seconds``
+* ``Fault.malformed()`` -- 200 with a truncated JSON body
+* ``Fault.drop()`` -- close the connection without a response
+
+``delay`` (seconds) makes every normal answer wait first (used by the benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected misbehaviour, applied to one request."""
+
+    kind: str
+    status: int = 0
+    retry_after: str | None = None
+    seconds: float = 0.0
+
+    @classmethod
+    def error(cls, status: int, retry_after: str | None = None) -> Fault:
+        return cls("status", status=status, retry_after=retry_after)
+
+    @classmethod
+    def hang(cls, seconds: float = 30.0) -> Fault:
+        return cls("hang", seconds=seconds)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        return cls("malformed")
+
+    @classmethod
+    def drop(cls) -> Fault:
+        return cls("drop")
+
+
+@dataclass
+class Recorded:
+    """One request the server saw."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message's content (a string, or a list of Anthropic text blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence stderr
+        return
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        owner = self.server.owner
+        fault = owner._record_and_pop(Recorded(self.path, dict(self.headers.items()), body))
+        if fault is not None and self._apply(fault):
+            return
+        if owner.delay:
+            time.sleep(owner.delay)
+        if self.path == owner.prefix + "/chat/completions":
+            self._openai(body)
+        elif self.path == owner.prefix + "/messages":
+            self._anthropic(body)
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def _apply(self, fault: Fault) -> bool:
+        """Carry out a fault; True when the request is finished."""
+        if fault.kind == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            payload = {"error": {"message": f"injected {fault.status}", "type": "injected"}}
+            self._send(fault.status, payload, extra)
+            return True
+        if fault.kind == "hang":
+            self.server.owner.stopping.wait(fault.seconds)
+            self.close_connection = True
+            return True
+        if fault.kind == "malformed":
+            self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"mess')
+            return True
+        if fault.kind == "drop":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return True
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    def _authorised(self, header: str, value: str) -> bool:
+        key = self.server.owner.api_key
+        if key is None or self.headers.get(header) == value.format(key=key):
+            return True
+        self._send(401, {"error": {"message": "bad api key", "type": "authentication_error"}})
+        return False
+
+    def _reply(self, last_user: str, max_tokens: int) -> tuple[str, bool]:
+        words = ["echo:", *_words(last_user)]
+        return " ".join(words[:max_tokens]), len(words) > max_tokens
+
+    def _openai(self, body: dict[str, Any]) -> None:
+        if not self._authorised("authorization", "Bearer {key}"):
+            return
+        messages = body.get("messages", [])
+        users = [m for m in messages if m.get("role") == "user"]
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10_000
+        text, cut = self._reply(_content_text(users[-1]["content"]) if users else "", limit)
+        prompt = sum(len(_words(_content_text(m.get("content")))) for m in messages)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(_words(text)),
+            "total_tokens": prompt + len(_words(text)),
+        }
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "length" if cut else "stop",
+        }
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", ""),
+                "choices": [choice],
+                "usage": usage,
+            },
+        )
+
+    def _anthropic(self, body: dict[str, Any]) -> None:
+        if not self._authorised("x-api-key", "{key}"):
+            return
+        if not self.headers.get("anthropic-version"):
+            self._send(400, {"type": "error", "error": {"message": "no anthropic-version"}})
+            return
+        messages = body.get("messages", [])
+        if any(m.get("role") == "system" for m in messages):
+            error = {"type": "invalid_request_error", "message": "system role in messages"}
+            self._send(400, {"type": "error", "error": error})
+            return
+        users = [m for m in messages if m.get("role") == "user"]
+        last = _content_text(users[-1]["content"]) if users else ""
+        text, cut = self._reply(last, int(body.get("max_tokens", 10_000)))
+        system = _content_text(body.get("system", ""))
+        prompt = len(_words(system)) + sum(
+            len(_words(_content_text(m.get("content")))) for m in messages
+        )
+        self._send(
+            200,
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model", ""),
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "max_tokens" if cut else "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": prompt, "output_tokens": len(_words(text))},
+            },
+        )
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), headers)
+
+    def _send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: FakeLLMServer
+
+
+class FakeLLMServer:
+    """The loopback server; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self, *, api_key: str | None = None, delay: float = 0.0, prefix: str = "/v1"
+    ) -> None:
+        self.api_key = api_key
+        self.delay = delay
+        self.prefix = prefix
+        self.requests: list[Recorded] = []
+        self.stopping = threading.Event()
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (no path)."""
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The OpenAI-style base URL, ``root_url`` plus the prefix (``/v1``)."""
+        return self.root_url + self.prefix
+
+    def push(self, *faults: Fault) -> None:
+        """Queue faults for the next requests, one per request."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.requests.clear()
+
+    def _record_and_pop(self, recorded: Recorded) -> Fault | None:
+        with self._lock:
+            self.requests.append(recorded)
+            return self._faults.popleft() if self._faults else None
+
+    def start(self) -> FakeLLMServer:
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="fake-llm-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
