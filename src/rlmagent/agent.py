@@ -8,6 +8,7 @@ send back the (cut) output; until ``FINAL`` or the turn limit.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from rlmagent import parsing, prompts
-from rlmagent.budget import UsageMeter
+from rlmagent.budget import Budget, BudgetLedger, UsageMeter, estimate_prompt, price_of
+from rlmagent.cache import CompletionCache
 from rlmagent.calls import HostFunctions, Tree
 from rlmagent.context import describe_context, summary
 from rlmagent.engines.base import Engine, run_blocking
-from rlmagent.errors import RLMError, UsageError
+from rlmagent.errors import BudgetExceeded, RLMError, UsageError
 from rlmagent.events import (
     CodeExecuted,
     CodeStarted,
     EventBus,
+    Notice,
     RootCompletion,
     RunEnded,
     RunStarted,
@@ -37,6 +40,9 @@ from rlmagent.types import AgentResult, Cell, Completion, Message, Step
 
 DEFAULT_MAX_TURNS = 10
 DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_MAX_DEPTH = 1
+SESSION_CLOSE_WAIT_S = 10.0
+"""How long a cancelled run waits for a cell's thread to end after killing its sandbox."""
 
 
 class RLMAgent:
@@ -47,7 +53,32 @@ class RLMAgent:
     ``model``) with their own temperature and token limit. ``sandbox`` is a
     :class:`~rlmagent.sandbox.Sandbox` (default: :class:`SubprocessSandbox`).
     ``trace`` writes a JSONL trajectory as the run goes. ``sub_calls=False`` gives a REPL
-    without ``llm_query`` / ``llm_batch``.
+    without ``llm_query`` / ``llm_batch`` / ``rlm_query`` / ``rlm_batch``.
+
+    Recursion: below ``max_depth``, ``rlm_query(prompt, context)`` / ``rlm_batch(items)``
+    in the REPL start child RLMs (their own sandbox and ``context``), run by
+    ``child_agent`` (default: this agent, so the same engines and settings); at the
+    limit they are plain sub-calls. ``max_depth=1`` is the classic RLM (sub-calls are
+    plain model calls); ``max_depth=3`` lets children start children of their own.
+
+    ``budget`` (a :class:`~rlmagent.budget.Budget`) caps calls, tokens, cost and time over
+    the whole tree. When a limit is reached the model sees it in the REPL, and the root
+    is asked once for a final answer (a call kept back for it): :meth:`run` then
+    returns that answer with ``metadata["stop_reason"] == "budget"`` and
+    ``metadata["budget_limit"]`` naming the limit. When no answer can be had (time is up,
+    or the reserve does not fit), :meth:`run` raises
+    :class:`~rlmagent.errors.BudgetExceeded`, carrying ``limit_name``, ``spent``,
+    ``limit``, ``partial_answer`` (the last FINAL value the model wrote, or None) and
+    ``partial`` (the :class:`AgentResult` so far).
+
+    ``cache`` (a path, or a :class:`~rlmagent.cache.CompletionCache`) answers repeated
+    calls from a SQLite file: only temperature-0 calls unless the cache opted in. Cached
+    answers cost nothing and use no budget; they count in ``usage.cached_calls``.
+
+    Cancelling :meth:`arun` (or Ctrl-C in :meth:`run`) stops every call in flight and
+    kills every sandbox of the tree before the ``CancelledError`` (``KeyboardInterrupt``)
+    propagates; the root's ``RunEnded`` event carries the partial result, with the last
+    FINAL value in ``metadata["partial_answer"]``.
     """
 
     def __init__(
@@ -70,6 +101,10 @@ class RLMAgent:
         sub_engine: Engine | None = None,
         trace: str | Path | None = None,
         sub_calls: bool = True,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        budget: Budget | None = None,
+        cache: str | Path | CompletionCache | None = None,
+        child_agent: RLMAgent | None = None,
     ) -> None:
         for name, value in (("engine", engine), ("sub_engine", sub_engine or engine)):
             if not callable(getattr(value, "agenerate", None)):
@@ -79,7 +114,7 @@ class RLMAgent:
         for name, number in (
             ("max_turns", max_turns), ("max_tokens", max_tokens),
             ("sub_max_tokens", sub_max_tokens), ("max_output_chars", max_output_chars),
-            ("max_concurrency", max_concurrency),
+            ("max_concurrency", max_concurrency), ("max_depth", max_depth),
         ):
             if not isinstance(number, int) or number < 1:
                 raise UsageError(f"{name} must be a positive int, got {number!r}")
@@ -100,6 +135,16 @@ class RLMAgent:
         self.max_concurrency = max_concurrency
         self.trace = Path(trace) if trace is not None else None
         self.sub_calls = sub_calls
+        if budget is not None and not isinstance(budget, Budget):
+            raise UsageError(f"budget must be a rlmagent.Budget, got {budget!r}")
+        if cache is not None and not isinstance(cache, str | Path | CompletionCache):
+            raise UsageError(f"cache must be a path or a CompletionCache, got {cache!r}")
+        if child_agent is not None and not isinstance(child_agent, RLMAgent):
+            raise UsageError(f"child_agent must be an RLMAgent, got {child_agent!r}")
+        self.max_depth = max_depth
+        self.budget = budget
+        self.cache = cache
+        self.child_agent = child_agent
 
     def run(self, input: str, context: Any = None) -> AgentResult:
         """Answer ``input`` (the question) about ``context``. Blocks until done."""
@@ -110,21 +155,60 @@ class RLMAgent:
         raise UsageError("run() was called inside an event loop: use `await agent.arun(...)`")
 
     async def arun(self, input: str, context: Any = None) -> AgentResult:
-        """Async :meth:`run`."""
+        """Async :meth:`run`. Cancelling it cancels the whole tree (see the class doc)."""
         if not isinstance(input, str) or not input.strip():
             raise UsageError("the question (input) must be a non-empty string")
         context = check_context(context)
+        budget = self.budget if self.budget is not None and self.budget.limited else None
+        if budget is not None and budget.max_cost_usd is not None:
+            self._check_prices()
+        ledger = BudgetLedger(budget) if budget is not None else None
         bus, close_trace = self._bus()
+        cache = self.cache
+        owned = None
+        if isinstance(cache, str | Path):
+            cache = owned = CompletionCache(cache)
         tree = Tree(
             loop=asyncio.get_running_loop(),
             meter=UsageMeter(),
             semaphore=asyncio.Semaphore(self.max_concurrency),
             bus=bus,
+            ledger=ledger,
+            cache=cache,
+            max_depth=self.max_depth,
+            max_concurrency=self.max_concurrency,
         )
+        run = _Run(self, tree, input, context)
         try:
-            return await _Run(self, tree, input, context).run()
+            if ledger is None or ledger.budget.max_seconds is None:
+                return await run.run()
+            return await _with_deadline(run, ledger)
         finally:
+            if owned is not None:
+                owned.close()
             close_trace()
+
+    def agents(self) -> list[RLMAgent]:
+        """This agent and the chain of ``child_agent`` below it, one per depth used."""
+        chain: list[RLMAgent] = [self]
+        while len(chain) < self.max_depth and chain[-1].child_agent is not None:
+            chain.append(chain[-1].child_agent)  # type: ignore[arg-type]
+        return chain
+
+    def _check_prices(self) -> None:
+        for agent in self.agents():
+            pairs = [(agent.engine, agent.model)]
+            if agent.sub_calls:
+                pairs.append((agent.sub_engine, agent.sub_model))
+            for engine, model in pairs:
+                if price_of(engine, model) is None:
+                    provider = getattr(engine, "provider", type(engine).__name__)
+                    raise UsageError(
+                        f"a cost budget (max_cost_usd) needs the price of every model, but "
+                        f"the {provider} engine has no price for model {model!r}: give the "
+                        "engine prices={model: (input, output)} (USD per million tokens; "
+                        "price=(input, output) for a test engine), or drop max_cost_usd"
+                    )
 
     def _bus(self) -> tuple[EventBus | None, Callable[[], None]]:
         if self.trace is None:
@@ -144,7 +228,7 @@ class RLMAgent:
     def system_message(self, functions: HostFunctions) -> str:
         if self.system_prompt is not None:
             return self.system_prompt
-        lines = [f"- {spec.doc}" for spec in functions.specs() if spec.name in ("llm_query", "llm_batch")]
+        lines = [f"- {spec.doc}" for spec in functions.described()]
         lines.append("- `SHOW_VARS()`: the variables you have defined so far.")
         tool_text = ""
         if self.tools:

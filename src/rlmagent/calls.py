@@ -1,21 +1,36 @@
-"""The host side of the REPL's functions: ``llm_query``, ``llm_batch`` and tools.
+"""Engine calls of a run tree, and the host side of the REPL's functions.
 
-Model code calls these stubs inside the sandbox; the sandbox thread hands each call to
-:meth:`HostFunctions.handler`, which runs it on the agent's event loop. Sub-calls of a
-batch run concurrently, at most ``max_concurrency`` at once over the whole run tree.
+:class:`Tree` is the state shared by every run of one recursion tree: usage, the
+concurrency limit, the budget, the completion cache and the event bus. Every engine call
+of the tree (root turns, sub-calls, child runs' turns) goes through :meth:`Tree.complete`:
+cache lookup, budget reservation, a concurrency slot for the call itself, settlement.
+
+Model code calls ``llm_query`` / ``llm_batch`` / ``rlm_query`` / ``rlm_batch`` / tools as
+stubs inside the sandbox; the sandbox thread hands each call to
+:meth:`HostFunctions.handler`, which runs it on the agent's event loop.
+
+Concurrency and depth: the shared semaphore (``max_concurrency``) covers single engine
+calls only, never a whole child run, so a child waiting for its own sub-calls holds no
+slot. Child runs are limited apart, by one semaphore per depth (``max_concurrency`` live
+children at each depth): a run at depth d waits only for slots of depth d + 1, whose
+holders never wait for depth d, so no cycle, and no deadlock, can form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rlmagent.budget import UsageMeter
+from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt, price_of
+from rlmagent.cache import CompletionCache, cache_key, engine_identity
 from rlmagent.engines.base import run_blocking
+from rlmagent.engines.pricing import Price
+from rlmagent.errors import BudgetExceeded
 from rlmagent.events import (
     BatchEnded,
     BatchStarted,
@@ -25,9 +40,9 @@ from rlmagent.events import (
     SubCallStarted,
     ToolCalled,
 )
-from rlmagent.sandbox.base import FunctionSpec
+from rlmagent.sandbox.base import FunctionSpec, check_context
 from rlmagent.tools import Tool, bind_arguments, to_json_value
-from rlmagent.types import SubCall
+from rlmagent.types import Completion, Message, SubCall, TokenUsage
 
 if TYPE_CHECKING:
     from rlmagent.agent import RLMAgent
@@ -43,17 +58,43 @@ LLM_BATCH_DOC = (
     "`llm_batch(prompts: list[str]) -> list[str]`: ask many prompts at once, concurrently; "
     "answers come back in order (a failed item is a string starting with 'Error:')."
 )
+RLM_QUERY_DOC = (
+    "`rlm_query(prompt: str, context=None) -> str`: start a child RLM, a model like you "
+    "with its own REPL whose `context` is the `context` you pass (str, list or dict); it "
+    "answers `prompt` by writing code. Slower and costlier than llm_query: use it for a "
+    "piece too big or too hard for one sub-model call."
+)
+RLM_BATCH_DOC = (
+    "`rlm_batch(items: list) -> list[str]`: many rlm_query calls at once, concurrently; "
+    "each item is a prompt or a (prompt, context) pair; answers come back in order (a "
+    "failed item is a string starting with 'Error:')."
+)
+RLM_QUERY_LEAF_DOC = (
+    "`rlm_query(prompt: str, context=None) -> str`: at this depth, one plain sub-model "
+    "call, like llm_query, on `prompt` followed by the text of `context`."
+)
+RLM_BATCH_LEAF_DOC = (
+    "`rlm_batch(items: list) -> list[str]`: at this depth, like llm_batch; each item is a "
+    "prompt or a (prompt, context) pair."
+)
+RECURSIVE_FUNCTIONS = ("rlm_query", "rlm_batch")
 
 
 @dataclass
 class Tree:
-    """State shared by every run in one recursion tree."""
+    """State shared by every run in one recursion tree (see the module docstring)."""
 
     loop: asyncio.AbstractEventLoop
     meter: UsageMeter
     semaphore: asyncio.Semaphore
     bus: EventBus | None
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    ledger: BudgetLedger | None = None
+    cache: CompletionCache | None = None
+    max_depth: int = 1
+    max_concurrency: int = 16
+    _child_slots: dict[int, asyncio.Semaphore] = field(default_factory=dict)
+    _prices: dict[tuple[int, str], Price | None] = field(default_factory=dict)
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self.ids)}"
@@ -61,6 +102,67 @@ class Tree:
     def publish(self, event: Event) -> None:
         if self.bus is not None:
             self.bus.publish(event)
+
+    def can_recurse(self, depth: int) -> bool:
+        """Whether a run at ``depth`` starts child RLMs (else rlm_query is a plain call)."""
+        return depth + 1 < self.max_depth
+
+    def child_slot(self, depth: int) -> asyncio.Semaphore:
+        if depth not in self._child_slots:
+            self._child_slots[depth] = asyncio.Semaphore(self.max_concurrency)
+        return self._child_slots[depth]
+
+    def price(self, engine: Any, model: str) -> Price | None:
+        key = (id(engine), model)
+        if key not in self._prices:
+            self._prices[key] = price_of(engine, model)
+        return self._prices[key]
+
+    async def complete(
+        self,
+        engine: Any,
+        messages: list[Message],
+        *,
+        model: str,
+        temperature: float,
+        max_tokens: int,
+        meter: UsageMeter,
+        final: bool = False,
+    ) -> Completion:
+        """One engine call: cache, budget (reserve then settle), a slot, usage.
+
+        ``final`` is the root's final-answer request: it may use the budget's held-back
+        room, with ``max_tokens`` cut to what is left. Raises ``BudgetExceeded``.
+        """
+        key = None
+        cache = self.cache
+        if cache is not None and cache.accepts(temperature):
+            key = cache_key(engine_identity(engine), model, messages, temperature, max_tokens)
+            hit = await run_blocking(cache.get, key)
+            if hit is not None:
+                meter.record(hit, model)
+                return hit
+        ledger, price, reservation = self.ledger, None, None
+        if ledger is not None:
+            price = self.price(engine, model)
+            reservation, max_tokens = ledger.reserve(
+                estimate_prompt(messages), max_tokens, price, final=final
+            )
+        try:
+            async with self.semaphore:
+                completion: Completion = await engine.agenerate(
+                    messages, model=model, temperature=temperature, max_tokens=max_tokens
+                )
+        except BaseException:
+            if ledger is not None and reservation is not None:
+                ledger.settle(reservation, None, price)
+            raise
+        if ledger is not None and reservation is not None:
+            ledger.settle(reservation, completion, price)
+        meter.record(completion, model)
+        if key is not None and cache is not None and not completion.cached:
+            await run_blocking(cache.put, key, engine_identity(engine), completion)
+        return completion
 
 
 class HostFunctions:
@@ -75,6 +177,7 @@ class HostFunctions:
         depth: int,
         parent_id: str | None,
         tools: Mapping[str, Tool],
+        meter: UsageMeter | None = None,
     ) -> None:
         self.agent = agent
         self.tree = tree
@@ -82,7 +185,10 @@ class HostFunctions:
         self.depth = depth
         self.parent_id = parent_id
         self.tools = dict(tools)
+        self.meter = meter or tree.meter
         self.cell_calls: list[SubCall] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     def _ev(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "depth": self.depth, "parent_id": self.parent_id}
@@ -90,9 +196,22 @@ class HostFunctions:
     def specs(self) -> list[FunctionSpec]:
         specs = []
         if self.agent.sub_calls:
-            specs += [FunctionSpec("llm_query", LLM_QUERY_DOC), FunctionSpec("llm_batch", LLM_BATCH_DOC)]
+            recurse = self.tree.can_recurse(self.depth)
+            specs += [
+                FunctionSpec("llm_query", LLM_QUERY_DOC),
+                FunctionSpec("llm_batch", LLM_BATCH_DOC),
+                FunctionSpec("rlm_query", RLM_QUERY_DOC if recurse else RLM_QUERY_LEAF_DOC),
+                FunctionSpec("rlm_batch", RLM_BATCH_DOC if recurse else RLM_BATCH_LEAF_DOC),
+            ]
         specs += [FunctionSpec(t.name, t.description) for t in self.tools.values()]
         return specs
+
+    def described(self) -> list[FunctionSpec]:
+        """The specs the system prompt lists: rlm_* only when the tree can recurse."""
+        shown = ("llm_query", "llm_batch")
+        if self.tree.max_depth > 1:
+            shown += RECURSIVE_FUNCTIONS
+        return [s for s in self.specs() if s.name in shown]
 
     # -- called from the sandbox's thread -----------------------------------------------
 
@@ -101,16 +220,42 @@ class HostFunctions:
         kwargs = params.get("kwargs", {})
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise TypeError("malformed arguments")
-        future = asyncio.run_coroutine_threadsafe(self.dispatch(name, args, kwargs), self.tree.loop)
+        future = asyncio.run_coroutine_threadsafe(self._tracked(name, args, kwargs), self.tree.loop)
         return future.result()
+
+    async def _tracked(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self._closed:
+            raise RuntimeError("the run has ended")
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            return await self.dispatch(name, args, kwargs)
+        finally:
+            self._tasks.discard(task)
+
+    async def cancel(self) -> None:
+        """Refuse new calls; cancel those in flight (child runs close their sandboxes)."""
+        self._closed = True
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def dispatch(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if self.agent.sub_calls and name == "llm_query":
-            prompt = _one_argument("llm_query", "prompt", args, kwargs)
+            prompt = _arguments("llm_query", ("prompt",), args, kwargs)[0]
             return await self.query(_check_prompt("llm_query", prompt))
         if self.agent.sub_calls and name == "llm_batch":
-            prompts = _one_argument("llm_batch", "prompts", args, kwargs)
+            prompts = _arguments("llm_batch", ("prompts",), args, kwargs)[0]
             return await self.batch(prompts)
+        if self.agent.sub_calls and name == "rlm_query":
+            prompt, context = _arguments("rlm_query", ("prompt", "context"), args, kwargs)
+            return await self.rlm_query(_check_prompt("rlm_query", prompt), context)
+        if self.agent.sub_calls and name == "rlm_batch":
+            items = _arguments("rlm_batch", ("items",), args, kwargs)[0]
+            return await self.rlm_batch(items)
         if name in self.tools:
             return await self.call_tool(self.tools[name], args, kwargs)
         raise NameError(f"no host function named {name!r}")
@@ -120,62 +265,177 @@ class HostFunctions:
     async def query(self, prompt: str, *, batch_id: str | None = None) -> str:
         agent = self.agent
         call_id = self.tree.new_id("call-")
-        async with self.tree.semaphore:
-            self.tree.publish(
-                SubCallStarted(
-                    **self._ev(), call_id=call_id, prompt=prompt, model=agent.sub_model,
+        self.tree.publish(
+            SubCallStarted(
+                **self._ev(),
+                call_id=call_id,
+                prompt=prompt,
+                model=agent.sub_model,
+                batch_id=batch_id,
+            )
+        )
+        started, t0 = time.time(), time.monotonic()
+        try:
+            completion = await self.tree.complete(
+                agent.sub_engine,
+                [{"role": "user", "content": prompt}],
+                model=agent.sub_model,
+                temperature=agent.sub_temperature,
+                max_tokens=agent.sub_max_tokens,
+                meter=self.meter,
+            )
+        except BaseException as exc:
+            self._record(
+                SubCall(
+                    call_id=call_id,
+                    prompt=prompt,
+                    answer=None,
+                    model=agent.sub_model,
+                    depth=self.depth + 1,
+                    started_at=started,
+                    latency_s=time.monotonic() - t0,
+                    error=_describe(exc),
                     batch_id=batch_id,
                 )
             )
-            started, t0 = time.time(), time.monotonic()
-            try:
-                completion = await agent.sub_engine.agenerate(
-                    [{"role": "user", "content": prompt}],
-                    model=agent.sub_model,
-                    temperature=agent.sub_temperature,
-                    max_tokens=agent.sub_max_tokens,
-                )
-            except Exception as exc:
-                self._record(SubCall(
-                    call_id=call_id, prompt=prompt, answer=None, model=agent.sub_model,
-                    depth=self.depth + 1, started_at=started, latency_s=time.monotonic() - t0,
-                    error=f"{type(exc).__name__}: {exc}", batch_id=batch_id,
-                ))
-                raise
-        self.tree.meter.record(completion, agent.sub_model)
-        self._record(SubCall(
-            call_id=call_id, prompt=prompt, answer=completion.content, model=agent.sub_model,
-            depth=self.depth + 1, usage=completion.usage, cost_usd=completion.cost_usd,
-            started_at=started, latency_s=time.monotonic() - t0, cached=completion.cached,
-            batch_id=batch_id,
-        ))
+            raise
+        self._record(
+            SubCall(
+                call_id=call_id,
+                prompt=prompt,
+                answer=completion.content,
+                model=agent.sub_model,
+                depth=self.depth + 1,
+                usage=completion.usage,
+                cost_usd=completion.cost_usd,
+                started_at=started,
+                latency_s=time.monotonic() - t0,
+                cached=completion.cached,
+                batch_id=batch_id,
+            )
+        )
         return completion.content
 
     def _record(self, call: SubCall) -> None:
         self.cell_calls.append(call)
         self.tree.publish(SubCallEnded(**self._ev(), call=call))
 
-    async def batch(self, prompts: Any) -> list[str]:
-        if not isinstance(prompts, list | tuple):
-            raise TypeError(f"llm_batch(prompts) needs a list of str, got {type(prompts).__name__}")
-        if len(prompts) > MAX_BATCH_SIZE:
-            raise ValueError(f"llm_batch takes at most {MAX_BATCH_SIZE} prompts, got {len(prompts)}")
-        checked = [_check_prompt(f"llm_batch item {i}", p) for i, p in enumerate(prompts)]
+    async def _gather(self, calls: list[Any]) -> list[str]:
+        """Run coroutines concurrently as one batch; a failed item becomes an error string."""
         batch_id = self.tree.new_id("batch-")
-        self.tree.publish(BatchStarted(**self._ev(), batch_id=batch_id, size=len(checked)))
+        self.tree.publish(BatchStarted(**self._ev(), batch_id=batch_id, size=len(calls)))
 
-        async def one(prompt: str) -> str:
+        async def one(make: Any) -> str:
             try:
-                return await self.query(prompt, batch_id=batch_id)
+                return str(await make(batch_id))
             except Exception as exc:
                 return f"{ERROR_PREFIX}{type(exc).__name__}: {exc}"
 
-        answers = await asyncio.gather(*(one(p) for p in checked))
+        answers = await asyncio.gather(*(one(c) for c in calls))
         failures = sum(a.startswith(ERROR_PREFIX) for a in answers)
         self.tree.publish(
             BatchEnded(**self._ev(), batch_id=batch_id, size=len(answers), failures=failures)
         )
         return list(answers)
+
+    async def batch(self, prompts: Any) -> list[str]:
+        if not isinstance(prompts, list | tuple):
+            raise TypeError(f"llm_batch(prompts) needs a list of str, got {type(prompts).__name__}")
+        _check_size("llm_batch", prompts)
+        checked = [_check_prompt(f"llm_batch item {i}", p) for i, p in enumerate(prompts)]
+        return await self._gather([lambda b, p=p: self.query(p, batch_id=b) for p in checked])
+
+    # -- recursion ----------------------------------------------------------------------
+
+    async def rlm_query(
+        self, prompt: str, context: Any = None, *, batch_id: str | None = None
+    ) -> str:
+        """A child RLM on ``context`` answering ``prompt``; a plain sub-call at the limit."""
+        if not self.tree.can_recurse(self.depth):
+            return await self.query(_with_context(prompt, context), batch_id=batch_id)
+        from rlmagent.agent import _Run  # the loop lives there; it imports this module
+
+        context = check_context(context)
+        child_agent = self.agent.child_agent or self.agent
+        call_id = self.tree.new_id("call-")
+        self.tree.publish(
+            SubCallStarted(
+                **self._ev(),
+                call_id=call_id,
+                prompt=prompt,
+                model=child_agent.model,
+                batch_id=batch_id,
+            )
+        )
+        started, t0 = time.time(), time.monotonic()
+        run = None
+        try:
+            async with self.tree.child_slot(self.depth + 1):
+                run = _Run(
+                    child_agent,
+                    self.tree,
+                    prompt,
+                    context,
+                    depth=self.depth + 1,
+                    parent_id=call_id,
+                    meter=UsageMeter(parent=self.meter),
+                )
+                result = await run.run()
+        except BaseException as exc:
+            usage = run.meter.snapshot() if run is not None else None
+            self._record(
+                SubCall(
+                    call_id=call_id,
+                    prompt=prompt,
+                    answer=None,
+                    model=child_agent.model,
+                    depth=self.depth + 1,
+                    started_at=started,
+                    latency_s=time.monotonic() - t0,
+                    error=_describe(exc),
+                    batch_id=batch_id,
+                    usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens)
+                    if usage
+                    else TokenUsage(),
+                    cost_usd=usage.cost_usd if usage else None,
+                    child_run_id=run.run_id if run is not None else None,
+                    turns=len(run.steps) if run is not None else 0,
+                )
+            )
+            raise
+        usage = result.usage
+        self._record(
+            SubCall(
+                call_id=call_id,
+                prompt=prompt,
+                answer=result.content,
+                model=child_agent.model,
+                depth=self.depth + 1,
+                usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens),
+                cost_usd=usage.cost_usd,
+                started_at=started,
+                latency_s=time.monotonic() - t0,
+                cached=usage.calls > 0 and usage.cached_calls == usage.calls,
+                batch_id=batch_id,
+                child_run_id=run.run_id,
+                turns=result.turns,
+            )
+        )
+        return result.content
+
+    async def rlm_batch(self, items: Any) -> list[str]:
+        if not isinstance(items, list | tuple):
+            raise TypeError(
+                "rlm_batch(items) needs a list of prompts or (prompt, context) pairs, "
+                f"got {type(items).__name__}"
+            )
+        _check_size("rlm_batch", items)
+        pairs = [_rlm_item(i, item) for i, item in enumerate(items)]
+        return await self._gather(
+            [lambda b, p=p, c=c: self.rlm_query(p, c, batch_id=b) for p, c in pairs]
+        )
+
+    # -- tools --------------------------------------------------------------------------
 
     async def call_tool(self, tool: Tool, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         bound = bind_arguments(tool, args, kwargs)
@@ -183,22 +443,54 @@ class HostFunctions:
         try:
             result = to_json_value(await run_blocking(tool.execute, **bound))
         except Exception as exc:
-            self.tree.publish(ToolCalled(
-                **self._ev(), name=tool.name, arguments=bound, result=None,
-                error=f"{type(exc).__name__}: {exc}", latency_s=time.monotonic() - t0,
-            ))
+            self.tree.publish(
+                ToolCalled(
+                    **self._ev(),
+                    name=tool.name,
+                    arguments=bound,
+                    result=None,
+                    error=f"{type(exc).__name__}: {exc}",
+                    latency_s=time.monotonic() - t0,
+                )
+            )
             raise
-        self.tree.publish(ToolCalled(
-            **self._ev(), name=tool.name, arguments=bound, result=str(result)[:2000],
-            latency_s=time.monotonic() - t0,
-        ))
+        self.tree.publish(
+            ToolCalled(
+                **self._ev(),
+                name=tool.name,
+                arguments=bound,
+                result=str(result)[:2000],
+                latency_s=time.monotonic() - t0,
+            )
+        )
         return result
 
 
-def _one_argument(fn: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    if len(args) + len(kwargs) != 1 or (kwargs and name not in kwargs):
-        raise TypeError(f"{fn}() takes exactly one argument, {name!r}")
-    return args[0] if args else kwargs[name]
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _arguments(
+    fn: str, names: tuple[str, ...], args: list[Any], kwargs: dict[str, Any]
+) -> list[Any]:
+    """Bind ``args`` / ``kwargs`` to ``names`` (the first required, the rest default None)."""
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown or len(args) > len(names):
+        shown = ", ".join(repr(n) for n in names)
+        raise TypeError(
+            f"{fn}() takes {shown}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    values: list[Any] = list(args) + [None] * (len(names) - len(args))
+    for index, name in enumerate(names):
+        if name in kwargs:
+            if index < len(args):
+                raise TypeError(f"{fn}() got {name!r} twice")
+            values[index] = kwargs[name]
+    if len(args) == 0 and names[0] not in kwargs:
+        raise TypeError(f"{fn}() missing its argument {names[0]!r}")
+    return values
 
 
 def _check_prompt(where: str, prompt: Any) -> str:
@@ -206,3 +498,29 @@ def _check_prompt(where: str, prompt: Any) -> str:
         raise TypeError(f"{where} must be a str, got {type(prompt).__name__}")
     return prompt
 
+
+def _check_size(fn: str, items: Sequence[Any]) -> None:
+    if len(items) > MAX_BATCH_SIZE:
+        raise ValueError(f"{fn} takes at most {MAX_BATCH_SIZE} items, got {len(items)}")
+
+
+def _rlm_item(index: int, item: Any) -> tuple[str, Any]:
+    where = f"rlm_batch item {index}"
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, list | tuple) and len(item) == 2:
+        return _check_prompt(f"{where} prompt", item[0]), item[1]
+    if isinstance(item, dict) and "prompt" in item and set(item) <= {"prompt", "context"}:
+        return _check_prompt(f"{where} prompt", item["prompt"]), item.get("context")
+    raise TypeError(
+        f"{where} must be a prompt (str), a (prompt, context) pair or a dict with 'prompt' "
+        f"and 'context', got {type(item).__name__}"
+    )
+
+
+def _with_context(prompt: str, context: Any) -> str:
+    """The prompt of a plain sub-call standing in for a child RLM: prompt, then context."""
+    if context is None:
+        return prompt
+    text = context if isinstance(context, str) else json.dumps(context, ensure_ascii=False)
+    return f"{prompt}\n\n{text}"

@@ -20,6 +20,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     Task,
     TaskID,
     TextColumn,
@@ -54,11 +55,15 @@ def _money(cost: float | None) -> str:
     return f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
 
 
-class _BatchBar(BarColumn):
+class _BatchBar(ProgressColumn):
     """A bar for batch tasks; nothing for the status line (a task without a total)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._bar = BarColumn(bar_width=30)
+
     def render(self, task: Task) -> RenderableType:
-        return Text("") if task.total is None else super().render(task)
+        return Text("") if task.total is None else self._bar.render(task)
 
 
 class _BatchCount(MofNCompleteColumn):
@@ -83,7 +88,9 @@ class ConsoleProgress:
     """Show a run's progress on ``console`` (default: a new ``rich.console.Console``).
 
     Subscribe it to the bus the agent publishes on; call :meth:`close` when the run is
-    over (it stops any live display that is still up). Thread-safe.
+    over (it stops any live display that is still up). Thread-safe. ``show_answer`` and
+    ``show_summary`` turn off the final answer and the closing usage line, for callers
+    that print those themselves.
     """
 
     def __init__(
@@ -92,11 +99,13 @@ class ConsoleProgress:
         quiet: bool = False,
         *,
         show_answer: bool = True,
+        show_summary: bool = True,
         code_lines: int = DEFAULT_CODE_LINES,
     ) -> None:
         self.console = console if console is not None else Console()
         self.quiet = quiet
         self.show_answer = show_answer
+        self.show_summary = show_summary
         self.code_lines = code_lines
         self.plain = not self.console.is_terminal
         self._lock = threading.RLock()
@@ -140,7 +149,7 @@ class ConsoleProgress:
             return
         self._progress = Progress(
             TextColumn("{task.description}"),
-            _BatchBar(bar_width=30),
+            _BatchBar(),
             _BatchCount(),
             TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
@@ -274,7 +283,7 @@ class ConsoleProgress:
     def _on_run_ended(self, e: ev.RunEnded) -> None:
         self._stop_live()
         elapsed = time.monotonic() - self._started
-        if not self.quiet:
+        if not self.quiet and self.show_summary:
             t = self._totals
             usage = e.result.usage if e.result is not None else None
             calls = usage.calls if usage is not None else t.calls
@@ -286,9 +295,9 @@ class ConsoleProgress:
                 f"{_money(cost)} · {elapsed:.1f}s",
                 style="dim",
             )
-            if e.error:
-                self._print(f"run failed: {e.error}", style="bold red")
-        if e.result is None or not self.show_answer:
+        if not self.quiet and e.error:
+            self._print(f"run failed: {e.error}", style="bold red")
+        if e.result is None or e.error is not None or not self.show_answer:
             return
         if self.quiet or self.plain:
             prefix = "" if self.quiet else "answer: "

@@ -45,13 +45,22 @@ def describe_context(context: Any) -> dict[str, Any]:
         return {"type": "none", "chars": 0, "preview": []}
     if isinstance(context, Path):
         chars, lines, head = _file_stats(context)
-        return {"type": "str", "source": "file", "chars": chars, "lines": lines,
-                "preview": _preview_lines(head)}
+        return {
+            "type": "str",
+            "source": "file",
+            "chars": chars,
+            "lines": lines,
+            "preview": _preview_lines(head),
+        }
     if isinstance(context, str):
         lines = context.count("\n") + (1 if context and not context.endswith("\n") else 0)
         head = context[: PREVIEW_LINES * (PREVIEW_LINE_CHARS + 1) * 4]
-        return {"type": "str", "chars": len(context), "lines": lines,
-                "preview": _preview_lines(head)}
+        return {
+            "type": "str",
+            "chars": len(context),
+            "lines": lines,
+            "preview": _preview_lines(head),
+        }
     text = json.dumps(context, ensure_ascii=False)
     if isinstance(context, dict):
         keys = list(context)[:10]

@@ -12,13 +12,30 @@ from dataclasses import dataclass
 
 DEFAULT_DEMO_CHARS = 50_000
 
-_SUBJECTS = ["The north pump", "Valve 3", "The east gate", "Sensor array B", "The generator",
-             "The west corridor", "Cooling loop 2", "The cargo lift", "Relay 14", "The airlock"]
-_STATES = ["was inspected and found nominal", "reported a minor pressure drop",
-           "was cleaned by the night shift", "needs a new filter next week",
-           "ran at 82 percent of capacity", "was restarted after a brief fault",
-           "showed normal readings all day", "was logged as idle", "passed its monthly test",
-           "was scheduled for repainting"]
+_SUBJECTS = [
+    "The north pump",
+    "Valve 3",
+    "The east gate",
+    "Sensor array B",
+    "The generator",
+    "The west corridor",
+    "Cooling loop 2",
+    "The cargo lift",
+    "Relay 14",
+    "The airlock",
+]
+_STATES = [
+    "was inspected and found nominal",
+    "reported a minor pressure drop",
+    "was cleaned by the night shift",
+    "needs a new filter next week",
+    "ran at 82 percent of capacity",
+    "was restarted after a brief fault",
+    "showed normal readings all day",
+    "was logged as idle",
+    "passed its monthly test",
+    "was scheduled for repainting",
+]
 _PEOPLE = ["Ada", "Bram", "Chen", "Dalia", "Emeka", "Freya", "Goran", "Hana", "Ivo", "Jun"]
 
 
@@ -40,8 +57,10 @@ def make_demo(seed: int = 0, chars: int = DEFAULT_DEMO_CHARS) -> Demo:
     size = 0
     day = 1
     while size < chars:
-        line = (f"Day {day}, {rng.randrange(0, 24):02d}:{rng.randrange(0, 60):02d} - "
-                f"{rng.choice(_SUBJECTS)} {rng.choice(_STATES)} (reported by {rng.choice(_PEOPLE)}).")
+        line = (
+            f"Day {day}, {rng.randrange(0, 24):02d}:{rng.randrange(0, 60):02d} - "
+            f"{rng.choice(_SUBJECTS)} {rng.choice(_STATES)} (reported by {rng.choice(_PEOPLE)})."
+        )
         lines.append(line)
         size += len(line) + 1
         if rng.random() < 0.05:

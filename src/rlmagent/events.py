@@ -133,9 +133,7 @@ class EventBus:
         self._subscribers: list[tuple[Subscriber, tuple[type[Event], ...]]] = []
         self._lock = threading.RLock()
 
-    def subscribe(
-        self, fn: Subscriber, *types: type[Event]
-    ) -> Callable[[], None]:
+    def subscribe(self, fn: Subscriber, *types: type[Event]) -> Callable[[], None]:
         """Call ``fn`` for every event (or only for ``types``). Returns an unsubscribe."""
         entry = (fn, types or (Event,))
         with self._lock:

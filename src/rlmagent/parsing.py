@@ -41,9 +41,8 @@ def code_blocks(text: str) -> list[str]:
     blocks = []
     for match in _FENCE.finditer(text):
         lang, body = match.group(1).lower(), match.group(2)
-        if lang in CODE_LANGS or (not lang and _does_something(body)):
-            if body.strip():
-                blocks.append(body)
+        if body.strip() and (lang in CODE_LANGS or (not lang and _does_something(body))):
+            blocks.append(body)
     return blocks
 
 

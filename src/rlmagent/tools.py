@@ -17,11 +17,27 @@ from typing import Any, Protocol, runtime_checkable
 
 from rlmagent.errors import UsageError
 
-_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array",
-               dict: "object"}
+_JSON_TYPES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
 RESERVED_NAMES = frozenset(
-    {"context", "llm_query", "llm_batch", "rlm_query", "rlm_batch", "FINAL", "FINAL_VAR",
-     "SHOW_VARS", "HostCallError", "print"}
+    {
+        "context",
+        "llm_query",
+        "llm_batch",
+        "rlm_query",
+        "rlm_batch",
+        "FINAL",
+        "FINAL_VAR",
+        "SHOW_VARS",
+        "HostCallError",
+        "print",
+    }
 )
 
 

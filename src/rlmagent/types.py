@@ -139,7 +139,13 @@ class ExecResult:
 
 @dataclass(frozen=True, slots=True)
 class SubCall:
-    """One ``llm_query`` / ``llm_batch`` item (or child RLM) made by a code cell."""
+    """One ``llm_query`` / ``llm_batch`` item (or child RLM) made by a code cell.
+
+    A child RLM (``rlm_query`` / ``rlm_batch`` below ``max_depth``) has ``child_run_id``
+    set to the run it started and ``turns`` to that run's turns; its ``usage`` and
+    ``cost_usd`` are the child's totals, and ``cached`` is True when every call of the
+    child came from the completion cache.
+    """
 
     call_id: str
     prompt: str
@@ -153,6 +159,8 @@ class SubCall:
     error: str | None = None
     cached: bool = False
     batch_id: str | None = None
+    child_run_id: str | None = None
+    turns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,20 +46,25 @@ def test_first_message_describes_context_without_containing_it():
 
 
 def test_blocks_run_in_order_and_state_persists_across_turns():
-    result = agent([
-        "```repl\nx = 2\n```\n```python\ny = x * 21\n```",
-        "```py\nFINAL(y)\n```",
-    ]).run("q", context="c")
+    result = agent(
+        [
+            "```repl\nx = 2\n```\n```python\ny = x * 21\n```",
+            "```py\nFINAL(y)\n```",
+        ]
+    ).run("q", context="c")
     assert result.content == "42"
     assert result.turns == 2
     assert [len(s.cells) for s in result.trajectory] == [2, 1]
 
 
 def test_notebook_display_and_output_before_exception():
-    result = agent([
-        "```repl\nprint('before')\n1 + 1\n```\n```repl\nprint('kept')\nraise ValueError('boom')\n```",
-        "```repl\nFINAL('done')\n```",
-    ]).run("q", context="c")
+    result = agent(
+        [
+            "```repl\nprint('before')\n1 + 1\n```\n"
+            "```repl\nprint('kept')\nraise ValueError('boom')\n```",
+            "```repl\nFINAL('done')\n```",
+        ]
+    ).run("q", context="c")
     first, second = result.trajectory[0].cells
     assert first.result.output == "before\n2\n"
     assert second.result.output == "kept\n"
@@ -87,19 +92,19 @@ def test_final_ends_the_cell_at_once():
 
 
 def test_final_var_missing_name_is_an_error_the_model_sees():
-    engine = ScriptedEngine([
-        "```repl\nFINAL_VAR('answer')\n```",
-        "```repl\nanswer = 'Paris'\nFINAL_VAR('answer')\n```",
-    ])
+    engine = ScriptedEngine(
+        [
+            "```repl\nFINAL_VAR('answer')\n```",
+            "```repl\nanswer = 'Paris'\nFINAL_VAR('answer')\n```",
+        ]
+    )
     result = RLMAgent(engine, "m").run("q", context="c")
     assert result.content == "Paris"
     assert "no variable named 'answer'" in engine.calls[1][-1]["content"]
 
 
 def test_prose_final_after_code_is_accepted():
-    result = agent(["```repl\nprint(1)\n```", "The answer is FINAL(\"4417\")."]).run(
-        "q", context="c"
-    )
+    result = agent(["```repl\nprint(1)\n```", 'The answer is FINAL("4417").']).run("q", context="c")
     assert result.content == "4417"
     assert result.metadata["stop_reason"] == "final"
 
@@ -118,10 +123,12 @@ def test_prose_final_before_any_code_needs_confirmation():
 
 
 def test_reply_with_code_and_prose_final_runs_the_code_first():
-    engine = ScriptedEngine([
-        "First hop: FINAL(clue)\n```repl\nprint('looking')\n```",
-        "```repl\nFINAL('real')\n```",
-    ])
+    engine = ScriptedEngine(
+        [
+            "First hop: FINAL(clue)\n```repl\nprint('looking')\n```",
+            "```repl\nFINAL('real')\n```",
+        ]
+    )
     result = RLMAgent(engine, "m").run("q", context="c")
     assert result.content == "real"
 
@@ -136,7 +143,9 @@ def test_no_code_reply_gets_one_reminder_then_is_the_answer():
 
 def test_reply_cut_by_token_limit_is_not_run():
     cut = Completion(
-        content="```repl\nFINAL('half", model="m", finish_reason="length",
+        content="```repl\nFINAL('half",
+        model="m",
+        finish_reason="length",
         usage=TokenUsage(10, 5),
     )
     engine = ScriptedEngine([cut, "```repl\nFINAL('whole')\n```"])
@@ -156,11 +165,14 @@ def test_max_turns_asks_once_more_without_code():
 
 
 def test_scaffold_names_are_restored_after_each_cell():
-    result = agent([
-        "```repl\ncontext = None\nllm_query = 5\nFINAL_VAR = print\n```",
-        "```repl\nprint(len(context), llm_query('hi'))\nx = 3\n```",
-        "```repl\nFINAL_VAR('x')\n```",
-    ], sub_engine=FunctionEngine(lambda m, model: "pong")).run("q", context="abc")
+    result = agent(
+        [
+            "```repl\ncontext = None\nllm_query = 5\nFINAL_VAR = print\n```",
+            "```repl\nprint(len(context), llm_query('hi'))\nx = 3\n```",
+            "```repl\nFINAL_VAR('x')\n```",
+        ],
+        sub_engine=FunctionEngine(lambda m, model: "pong"),
+    ).run("q", context="abc")
     assert result.trajectory[1].cells[0].result.output == "3 pong\n"
     assert result.content == "3"
 
@@ -204,7 +216,10 @@ def test_sub_calls_use_sub_settings():
     sub = Recorder(lambda m, model: "ok")
     agent(
         ["```repl\nllm_query('x')\n```", "FINAL(y)"],
-        sub_engine=sub, sub_model="s", sub_temperature=0.1, sub_max_tokens=77,
+        sub_engine=sub,
+        sub_model="s",
+        sub_temperature=0.1,
+        sub_max_tokens=77,
     ).run("q", context="c")
     assert seen == [("s", 0.1, 77)]
 
@@ -229,7 +244,8 @@ def test_llm_batch_runs_concurrently_and_keeps_order():
     code = f"out = llm_batch({prompts!r})\nprint(out == [p.upper() for p in {prompts!r}])"
     result = agent(
         [f"```repl\n{code}\n```", "FINAL(x)"],
-        sub_engine=FunctionEngine(slow), max_concurrency=8,
+        sub_engine=FunctionEngine(slow),
+        max_concurrency=8,
     ).run("q", context="c")
     assert result.trajectory[0].cells[0].result.output == "True\n"
     assert state["peak"] == 8  # 8 in flight at once, never more
@@ -246,7 +262,8 @@ def test_failed_batch_item_is_an_error_string_not_a_failed_batch():
     bus.subscribe(ended.append, BatchEnded)
     result = agent(
         ["```repl\nprint(llm_batch(['ok', 'bad', 'ok']))\n```", "FINAL(x)"],
-        sub_engine=FunctionEngine(flaky), bus=bus,
+        sub_engine=FunctionEngine(flaky),
+        bus=bus,
     ).run("q", context="c")
     output = result.trajectory[0].cells[0].result.output
     assert "'fine', 'Error: RuntimeError: engine down', 'fine'" in output
@@ -258,8 +275,11 @@ def test_failed_llm_query_raises_inside_the_repl():
         raise RuntimeError("no model")
 
     result = agent(
-        ["```repl\ntry:\n    llm_query('x')\nexcept HostCallError as e:\n    print('caught', e)\n```",
-         "FINAL(x)"],
+        [
+            "```repl\ntry:\n    llm_query('x')\n"
+            "except HostCallError as e:\n    print('caught', e)\n```",
+            "FINAL(x)",
+        ],
         sub_engine=FunctionEngine(down),
     ).run("q", context="c")
     assert "caught RuntimeError: no model" in result.trajectory[0].cells[0].result.output
@@ -303,7 +323,9 @@ def test_list_dict_and_path_contexts(tmp_path: Path):
     assert result.content == "['a', 'z']"
     path = tmp_path / "ctx.txt"
     path.write_text(CTX, encoding="utf-8")
-    engine = ScriptedEngine(["```repl\nFINAL([l for l in context.splitlines() if 'vault' in l][0])\n```"])
+    engine = ScriptedEngine(
+        ["```repl\nFINAL([l for l in context.splitlines() if 'vault' in l][0])\n```"]
+    )
     result = RLMAgent(engine, "m").run("q", context=path)
     assert result.content == "The vault code is 4417."
     assert "2,001 lines" in engine.calls[0][1]["content"]
@@ -331,12 +353,22 @@ def test_events_cover_a_run_and_sub_calls_carry_depth():
     bus.subscribe(events.append)
     agent(
         ["```repl\nllm_batch(['a', 'b'])\n```", "FINAL(x)"],
-        bus=bus, sub_engine=FunctionEngine(lambda m, model: "s"),
+        bus=bus,
+        sub_engine=FunctionEngine(lambda m, model: "s"),
     ).run("q", context="c")
     names = [type(e).__name__ for e in events]
     assert names[0] == "RunStarted" and names[-1] == "RunEnded"
-    for name in ("TurnStarted", "RootCompletion", "CodeStarted", "CodeExecuted", "BatchStarted",
-                 "SubCallStarted", "SubCallEnded", "BatchEnded", "TurnEnded"):
+    for name in (
+        "TurnStarted",
+        "RootCompletion",
+        "CodeStarted",
+        "CodeExecuted",
+        "BatchStarted",
+        "SubCallStarted",
+        "SubCallEnded",
+        "BatchEnded",
+        "TurnEnded",
+    ):
         assert name in names
     ends = [e for e in events if isinstance(e, SubCallEnded)]
     assert {e.call.depth for e in ends} == {1}

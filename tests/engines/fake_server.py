@@ -12,12 +12,14 @@ Faults are queued with :meth:`FakeLLMServer.push` and consumed one per request, 
 * ``Fault.hang(seconds)`` -- read the request, then say nothing for ``seconds``
 * ``Fault.malformed()`` -- 200 with a truncated JSON body
 * ``Fault.drop()`` -- close the connection without a response
+* ``Fault.reply(payload)`` -- 200 with this JSON payload instead of the real answer
 
 ``delay`` (seconds) makes every normal answer wait first (used by the benchmark).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -36,6 +38,7 @@ class Fault:
     status: int = 0
     retry_after: str | None = None
     seconds: float = 0.0
+    payload: Any = None
 
     @classmethod
     def error(cls, status: int, retry_after: str | None = None) -> Fault:
@@ -53,6 +56,10 @@ class Fault:
     def drop(cls) -> Fault:
         return cls("drop")
 
+    @classmethod
+    def reply(cls, payload: Any) -> Fault:
+        return cls("reply", payload=payload)
+
 
 @dataclass
 class Recorded:
@@ -61,6 +68,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any] = field(default_factory=dict)
+    client_port: int = 0
 
 
 def _words(text: str) -> list[str]:
@@ -91,7 +99,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {}
         owner = self.server.owner
-        fault = owner._record_and_pop(Recorded(self.path, dict(self.headers.items()), body))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        seen = Recorded(self.path, headers, body, self.client_address[1])
+        fault = owner._record_and_pop(seen)
         if fault is not None and self._apply(fault):
             return
         if owner.delay:
@@ -117,18 +127,22 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "malformed":
             self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"mess')
             return True
+        if fault.kind == "reply":
+            self._send(200, fault.payload)
+            return True
         if fault.kind == "drop":
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return True
         raise ValueError(f"unknown fault kind {fault.kind!r}")
 
-    def _authorised(self, header: str, value: str) -> bool:
+    def _authorised(self, *accepted: tuple[str, str]) -> bool:
+        """True when one (header, template) pair carries the key; else answer 401."""
         key = self.server.owner.api_key
-        if key is None or self.headers.get(header) == value.format(key=key):
+        if key is None or any(
+            self.headers.get(header) == template.format(key=key) for header, template in accepted
+        ):
             return True
         self._send(401, {"error": {"message": "bad api key", "type": "authentication_error"}})
         return False
@@ -138,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         return " ".join(words[:max_tokens]), len(words) > max_tokens
 
     def _openai(self, body: dict[str, Any]) -> None:
-        if not self._authorised("authorization", "Bearer {key}"):
+        if not self._authorised(("authorization", "Bearer {key}")):
             return
         messages = body.get("messages", [])
         users = [m for m in messages if m.get("role") == "user"]
@@ -168,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _anthropic(self, body: dict[str, Any]) -> None:
-        if not self._authorised("x-api-key", "{key}"):
+        if not self._authorised(("x-api-key", "{key}"), ("authorization", "Bearer {key}")):
             return
         if not self.headers.get("anthropic-version"):
             self._send(400, {"type": "error", "error": {"message": "no anthropic-version"}})

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlmagent.sandbox import FunctionSpec, InProcessSandbox, Limits, SubprocessSandbox
-from rlmagent.sandbox import protocol
+from rlmagent.sandbox import FunctionSpec, InProcessSandbox, Limits, SubprocessSandbox, protocol
 
 ECHO = [FunctionSpec("llm_query", "echo")]
 
@@ -167,7 +166,8 @@ out = sys.stdout.buffer
 def send(obj):
     b = json.dumps(obj).encode(); out.write(struct.pack('>I', len(b)) + b); out.flush()
 def recv():
-    n = struct.unpack('>I', sys.stdin.buffer.read(4))[0]; return json.loads(sys.stdin.buffer.read(n))
+    n = struct.unpack('>I', sys.stdin.buffer.read(4))[0]
+    return json.loads(sys.stdin.buffer.read(n))
 recv(); send({"type": "ready"})
 recv()
 """
@@ -196,13 +196,16 @@ def test_hostile_worker_frames_never_crash_the_host(tmp_path, behaviour):
 
 
 def test_unknown_method_is_an_error_reply(tmp_path):
-    body = HANDSHAKE + """
+    body = (
+        HANDSHAKE
+        + """
 send({"type": "call", "id": 1, "method": "os.system", "params": {"args": ["id"], "kwargs": {}}})
 reply = recv()
 send({"type": "done", "id": 1, "output": json.dumps(reply), "output_chars": 10,
       "stderr": "", "stderr_chars": 0, "error": None, "final": None})
 import time; time.sleep(30)
 """
+    )
 
     def handler(name, params):
         raise NameError(f"no host function named {name!r}")

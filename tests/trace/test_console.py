@@ -11,7 +11,7 @@ from rich.console import Console
 from rlmagent import EventBus, FunctionEngine, RLMAgent, ScriptedEngine
 from rlmagent import events as ev
 from rlmagent.console import ConsoleProgress, shorten
-from rlmagent.types import SubCall, TokenUsage
+from rlmagent.types import AgentResult, SubCall, TokenUsage, Usage
 
 
 def render(events: list[ev.Event], *, terminal: bool, quiet: bool = False) -> str:
@@ -67,7 +67,9 @@ def test_long_code_is_shortened() -> None:
     assert len(text.splitlines()) == 13
     assert shorten("a" * 300, 1, 50) == "a" * 49 + "…"
     events = [
-        ev.RunStarted(run_id="r", question="q", context_info={}, model="m", sub_model="", settings={}),
+        ev.RunStarted(
+            run_id="r", question="q", context_info={}, model="m", sub_model="", settings={}
+        ),
         ev.TurnStarted(run_id="r", turn=1),
         ev.CodeStarted(run_id="r", turn=1, cell=1, code=code),
     ]
@@ -87,10 +89,36 @@ def test_a_failed_run_shows_the_error_and_no_answer() -> None:
     assert "2 turns · 6 calls" in out
 
 
+def test_a_failed_run_with_a_partial_result_shows_no_answer() -> None:
+    partial = AgentResult(content="", turns=2, usage=Usage())
+    events = [
+        *synth.small_run(finish=False),
+        ev.RunEnded(run_id="run-root", result=partial, error="EngineError: down"),
+    ]
+    out = render(events, terminal=False)
+    assert "run failed: EngineError: down" in out
+    assert "answer:" not in out
+    assert render(events, terminal=False, quiet=True) == ""
+
+
+def test_summary_and_answer_can_be_left_to_the_caller() -> None:
+    buf = io.StringIO()
+    progress = ConsoleProgress(
+        Console(file=buf, force_terminal=False), show_answer=False, show_summary=False
+    )
+    for e in synth.small_run():
+        progress(e)
+    out = buf.getvalue()
+    assert "done:" not in out and "answer:" not in out
+    assert "── turn 2" in out
+
+
 def test_unknown_cost_is_said_so() -> None:
     call = SubCall(call_id="c", prompt="p", answer="a", model="m", depth=1, cost_usd=None)
     events = [
-        ev.RunStarted(run_id="r", question="q", context_info={}, model="m", sub_model="", settings={}),
+        ev.RunStarted(
+            run_id="r", question="q", context_info={}, model="m", sub_model="", settings={}
+        ),
         ev.SubCallEnded(run_id="r", call=call),
         ev.RunEnded(run_id="r", result=None, error="stopped"),
     ]
@@ -103,7 +131,9 @@ def test_sub_calls_from_many_threads_are_all_counted() -> None:
     bus = EventBus()
     bus.subscribe(progress)
     bus.publish(
-        ev.RunStarted(run_id="r", question="q", context_info={}, model="m", sub_model="", settings={})
+        ev.RunStarted(
+            run_id="r", question="q", context_info={}, model="m", sub_model="", settings={}
+        )
     )
     bus.publish(ev.BatchStarted(run_id="r", batch_id="b", size=800))
 
@@ -147,7 +177,7 @@ def test_a_real_run_on_scripted_engines() -> None:
     out = buf.getvalue()
     assert "\x1b" not in out
     assert "llm_batch" in out and "4/4 done" in out
-    assert "  │ ['2', '3', '2', '3']" in out  # the cell's output: x in each 10-char part
+    assert "  │ ['3', '4', '3', '4']" in out  # x in each prompt ('Count x in: ' has one)
     assert result.content == "10"
     assert out.splitlines()[-1] == f"answer: {result.content}"
     assert f"{result.usage.calls} calls" in out

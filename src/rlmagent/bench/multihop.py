@@ -39,7 +39,10 @@ BORN = (
 RESTORED = "The {a} was restored by {b} in {year}."
 LIVED = "{a} lived in {b} for many years."
 QUESTIONS = {
-    2: "Who founded the company that built the {landmark}? Answer with the person's full name only.",
+    2: (
+        "Who founded the company that built the {landmark}? "
+        "Answer with the person's full name only."
+    ),
     3: (
         "In which city was the founder of the company that built the {landmark} born? "
         "Answer with the city name only."
@@ -142,7 +145,8 @@ def generate(tokens: int, seed: int, index: int, *, hops: int | None = None) -> 
     rendered: list[str] = []
     for number, (title, facts) in enumerate(docs, 1):
         header = f"## Document {number}: {title}"
-        body = pool.take(rng, per_doc - len(header) - sum(len(f) + 1 for f in facts))
+        spare = per_doc - len(header) - sum(len(f) + 1 for f in facts) - pool.mean / 2
+        body = pool.take(rng, int(spare))
         for fact in facts:
             body.insert(rng.randrange(len(body) + 1), fact)
         rendered.append(header + "\n" + " ".join(body))

@@ -241,9 +241,7 @@ def _question(
         cutoff = rng.randrange(DAYS // 4, 3 * DAYS // 4)
         after = rng.random() < 0.5
         gold = sum(
-            1
-            for r in records
-            if r.label == label and (r.day > cutoff if after else r.day < cutoff)
+            1 for r in records if r.label == label and (r.day > cutoff if after else r.day < cutoff)
         )
         word = "after" if after else "before"
         q = (

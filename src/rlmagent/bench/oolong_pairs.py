@@ -33,19 +33,15 @@ ANSWER_FORMAT = (
 )
 
 
-def _threshold(rng: random.Random, values: Counter[int], users: list[int]) -> int:
-    """A threshold ``t >= 1`` such that few users have ``values[user] >= t``."""
+def _threshold(rng: random.Random, values: Counter[int], users: list[int]) -> int | None:
+    """A threshold ``t >= 1`` such that a few users (MIN_USERS..MAX_USERS) have
+    ``values[user] >= t``, near a random target size; None when no ``t`` does."""
     want = rng.randint(MIN_USERS + 1, MAX_USERS - 2)
-    best_t, best_gap = 1, None
+    best_t, best_gap = None, 0
     for t in sorted({v for v in values.values() if v >= 1}):
         size = sum(1 for u in users if values[u] >= t)
-        if MIN_USERS <= size <= MAX_USERS:
-            gap = abs(size - want)
-            if best_gap is None or gap < best_gap:
-                best_t, best_gap = t, gap
-    if best_gap is None:  # no threshold gives a good size: take the smallest non-empty set
-        positive = sorted((v for v in values.values() if v >= 1), reverse=True)
-        best_t = positive[min(len(positive), MIN_USERS) - 1] if positive else 1
+        if MIN_USERS <= size <= MAX_USERS and (best_t is None or abs(size - want) < best_gap):
+            best_t, best_gap = t, abs(size - want)
     return best_t
 
 
@@ -80,17 +76,20 @@ def generate(tokens: int, seed: int, index: int, *, kind: str | None = None) -> 
     rng = item_rng(TASK, tokens, seed, index)
     kind = kind or KINDS[index % len(KINDS)]
     records = make_records(rng, tokens)
-    matches, described, meta = _condition(rng, kind)
     users = sorted({r.user for r in records})
-    values: Counter[int] = Counter(r.user for r in records if matches(r))
-    threshold = _threshold(rng, values, users)
+    for _attempt in range(20):  # small contexts: redraw the condition until a few qualify
+        matches, described, meta = _condition(rng, kind)
+        values: Counter[int] = Counter(r.user for r in records if matches(r))
+        found = _threshold(rng, values, users)
+        if found is not None:
+            break
+    threshold = found or 1
     qualifying = [u for u in users if values[u] >= threshold]
     gold = [[a, b] for a, b in itertools.combinations(qualifying, 2)]
     question = (
         labels_intro()
         + f"Find every pair of different users who each have at least {threshold} data "
-        f"point(s) {described}."
-        + ANSWER_FORMAT
+        f"point(s) {described}." + ANSWER_FORMAT
     )
     return BenchItem(
         task=TASK,

@@ -77,7 +77,8 @@ def generate(
     value, *distractor_values = _values(rng, distractors + 1)
     needle = NEEDLE.format(key=key, value=value)
     others = [
-        NEEDLE.format(key=k, value=v) for k, v in zip(distractor_keys, distractor_values, strict=True)
+        NEEDLE.format(key=k, value=v)
+        for k, v in zip(distractor_keys, distractor_values, strict=True)
     ]
     budget = target_chars(tokens) - sum(len(s) + 1 for s in [needle, *others])
     sentences = SentencePool(rng).take(rng, budget)

@@ -10,39 +10,54 @@ from __future__ import annotations
 
 import random
 
-ADJECTIVES = (
+
+def words(text: str) -> tuple[str, ...]:
+    """The whitespace-separated words of ``text``."""
+    return tuple(text.split())
+
+
+ADJECTIVES = words(
     "quiet amber brisk silver hollow narrow golden rusty gentle bitter distant frozen "
     "crimson pale woven bright humble ancient sudden patient hidden steady rapid "
     "lonely velvet copper northern southern eastern western loyal clever shallow "
     "ivory dusty restless early modest plain"
-).split()
+)
 
-NOUNS = (
+NOUNS = words(
     "harbor meadow lantern river valley orchard engine ledger compass garden bridge "
     "tower village market canal forest mirror window ladder kettle saddle anchor "
     "beacon cellar chapel quarry harvest signal thimble violin workshop archive "
     "basket caravan falcon heron island journal kiln mill parcel pillar"
-).split()
+)
 
-VERBS = (
+VERBS = words(
     "carried watched repaired painted followed measured opened crossed described "
     "collected moved gathered counted noticed borrowed traded mended sketched "
     "visited cleaned"
-).split()
-
-PREPOSITIONS = "near beside behind across beyond under above around".split()
-
-TIMES = (
-    "in the morning", "after the rain", "before the market opened", "during the winter",
-    "at dusk", "on most days", "every autumn", "late in the evening", "in early spring",
-    "once the bells rang", "without a word", "for many years",
 )
 
-SYLLABLES = (
+PREPOSITIONS = words("near beside behind across beyond under above around")
+
+TIMES = (
+    "in the morning",
+    "after the rain",
+    "before the market opened",
+    "during the winter",
+    "at dusk",
+    "on most days",
+    "every autumn",
+    "late in the evening",
+    "in early spring",
+    "once the bells rang",
+    "without a word",
+    "for many years",
+)
+
+SYLLABLES = words(
     "al an ar bel bran cal dor el en fal gar hal ir jor kal lin mar mor nel or "
     "par quin ras sel tor ul var vel wen yor zan bri cor dal fen gil hest ken lum "
     "nor ost pel rin sten tam ved wil"
-).split()
+)
 
 
 def sentence(rng: random.Random) -> str:
@@ -54,7 +69,11 @@ def sentence(rng: random.Random) -> str:
         return f"The {adjective} {noun} {verb} the {other} {rng.choice(TIMES)}."
     if form == 1:
         place = rng.choice(NOUNS)
-        return f"A {noun} {rng.choice(PREPOSITIONS)} the {place} was {verb} {rng.choice(TIMES)}."
+        article = "An" if noun[0] in "aeiou" else "A"
+        return (
+            f"{article} {noun} {rng.choice(PREPOSITIONS)} the {place} was {verb} "
+            f"{rng.choice(TIMES)}."
+        )
     if form == 2:
         return (
             f"Nobody {verb} the {adjective} {other}, so the {noun} stayed "

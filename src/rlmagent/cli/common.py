@@ -19,24 +19,44 @@ LOCAL_ROOT_TEMPERATURE = 0.0
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="SPEC", default=None,
-                        help="root model as provider:model (default: $RLM_MODEL, else the "
-                             "embedded local model)")
-    parser.add_argument("--sub-model", metavar="SPEC", default=None,
-                        help="model for llm_query/llm_batch (default: $RLM_SUB_MODEL, else --model)")
-    parser.add_argument("--base-url", metavar="URL", default=None,
-                        help="endpoint of an OpenAI/Anthropic-compatible server")
+    parser.add_argument(
+        "--model",
+        metavar="SPEC",
+        default=None,
+        help="root model as provider:model (default: $RLM_MODEL, else the embedded local model)",
+    )
+    parser.add_argument(
+        "--sub-model",
+        metavar="SPEC",
+        default=None,
+        help="model for llm_query/llm_batch (default: $RLM_SUB_MODEL, else --model)",
+    )
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=None,
+        help="endpoint of an OpenAI/Anthropic-compatible server",
+    )
     parser.add_argument("--max-turns", type=int, default=10, metavar="N")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="root temperature (default 0.7; 0 for the local model)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="root temperature (default 0.7; 0 for the local model)",
+    )
     parser.add_argument("--max-concurrency", type=int, default=16, metavar="N")
-    parser.add_argument("--sandbox", choices=("subprocess", "inprocess"), default="subprocess",
-                        help="where model code runs (inprocess: NO isolation)")
+    parser.add_argument(
+        "--sandbox",
+        choices=("subprocess", "inprocess"),
+        default="subprocess",
+        help="where model code runs (inprocess: NO isolation)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", "-q", action="store_true", help="show only the answer")
     parser.add_argument("--trace", metavar="PATH", default=None, help="write a JSONL trajectory")
-    parser.add_argument("--no-log", action="store_true",
-                        help="do not keep this run in the run log (rlm runs)")
+    parser.add_argument(
+        "--no-log", action="store_true", help="do not keep this run in the run log (rlm runs)"
+    )
 
 
 def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
@@ -95,7 +115,9 @@ def usage_line(result: AgentResult) -> str:
     )
 
 
-def report(args: argparse.Namespace, result: AgentResult, extra: dict[str, Any] | None = None) -> None:
+def report(
+    args: argparse.Namespace, result: AgentResult, extra: dict[str, Any] | None = None
+) -> None:
     if args.json:
         payload = {
             "answer": result.content,

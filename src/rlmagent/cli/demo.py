@@ -22,8 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     demo = make_demo(args.seed, args.chars)
     if not args.json:
-        print(f"Question: {demo.question}  (context: {len(demo.context):,} characters, "
-              f"seed {demo.seed})", file=sys.stderr)
+        print(
+            f"Question: {demo.question}  (context: {len(demo.context):,} characters, "
+            f"seed {demo.seed})",
+            file=sys.stderr,
+        )
     result = execute(args, demo.question, demo.context)
     if isinstance(result, int):
         return result

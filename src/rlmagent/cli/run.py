@@ -10,8 +10,13 @@ from rlmagent.cli.common import add_engine_options, execute, read_context, repor
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="answer a question about a long context")
     parser.add_argument("question")
-    parser.add_argument("--context", "-c", metavar="PATH", default=None,
-                        help="text file holding the context, or - for stdin")
+    parser.add_argument(
+        "--context",
+        "-c",
+        metavar="PATH",
+        default=None,
+        help="text file holding the context, or - for stdin",
+    )
     add_engine_options(parser)
     parser.set_defaults(func=handle)
 

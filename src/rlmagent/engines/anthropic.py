@@ -7,11 +7,17 @@ comes from ``api_key=`` or ``ANTHROPIC_API_KEY``. ``stop_reason`` is normalised:
 tokens include cache reads and writes (priced as cached input and at 1.25x input).
 Extra keyword arguments of ``generate`` go into the request body, except ``stop``,
 which becomes ``stop_sequences``.
+
+``temperature`` is sent (in the request body: the SDK no longer takes it as an
+argument) only to models that accept it: Claude models released after Opus 4.6 take
+only their default sampling and are sent none. Names the engine does not recognise
+(e.g. an Anthropic-compatible gateway's) are sent it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +34,19 @@ from rlmagent.types import Completion, Message, TokenUsage
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
+
+_CLAUDE_VERSION = re.compile(r"^claude-[a-z]+-(\d+)(?:-(\d{1,2}))?(?:-|$)")
+LAST_MODEL_WITH_TEMPERATURE = (4, 6)
+"""Claude models up to this version accept ``temperature``; later ones do not."""
+
+
+def accepts_temperature(model: str) -> bool:
+    """False for Claude models newer than Opus/Sonnet 4.6 (``claude-opus-4-7``, ``-5``...)."""
+    match = _CLAUDE_VERSION.match(model)
+    if match is None:  # claude-3-5-haiku style, or not a Claude name
+        return True
+    version = (int(match.group(1)), int(match.group(2) or 0))
+    return version <= LAST_MODEL_WITH_TEMPERATURE
 
 
 def _import_anthropic(model: str) -> Any:
@@ -103,7 +122,10 @@ class AnthropicEngine(SDKEngine):
     ) -> dict[str, Any]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         chat = [m for m in messages if m["role"] != "system"]
-        body: dict[str, Any] = dict(extra.pop("extra_body", None) or {})
+        body: dict[str, Any] = {}
+        if accepts_temperature(model):
+            body["temperature"] = temperature
+        body.update(extra.pop("extra_body", None) or {})
         stop = extra.pop("stop", None)
         if stop is not None:
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
@@ -112,7 +134,6 @@ class AnthropicEngine(SDKEngine):
             "model": model,
             "max_tokens": max_tokens,
             "messages": chat,
-            "temperature": temperature,
             "extra_body": body,
         }
         if system:

@@ -8,6 +8,8 @@ call from several threads and tasks at once: ``llm_batch`` fans out concurrently
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -48,13 +50,51 @@ class Engine(Protocol):
     ) -> Completion: ...
 
 
-async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking callable on its own daemon thread and await its result.
+class _DaemonPool:
+    """Reusable daemon threads for blocking work, growing on demand, never capped.
 
-    Unlike :func:`asyncio.to_thread` this is not capped by the default executor's size
+    Unlike :func:`asyncio.to_thread` it is not capped by the default executor's size
     (``min(32, cores + 4)``, so 6 on a 2-core machine), which would silently throttle a
-    batch of blocking sub-calls below ``max_concurrency``.
+    batch of blocking sub-calls below ``max_concurrency``; unlike a fresh thread per call
+    it does not pay a thread start per cell. Daemon threads never block interpreter exit.
+    Idle threads exit after :data:`IDLE_SECONDS`.
     """
+
+    IDLE_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:  # put under the lock: an idle thread must not leave meanwhile
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._work, name="rlmagent-blocking", daemon=True).start()
+            self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._idle -= 1
+                        return
+                continue
+            job()
+            with self._lock:
+                self._idle += 1
+
+
+_POOL = _DaemonPool()
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking callable on a pooled daemon thread and await its result."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -66,19 +106,17 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         else:
             future.set_exception(value)
 
-    def target() -> None:
+    def job() -> None:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:  # handed to the awaiting task, not swallowed
             ok, value = False, exc
         else:
             ok, value = True, result
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
             loop.call_soon_threadsafe(settle, ok, value)
-        except RuntimeError:  # the loop closed while we ran: nobody is waiting
-            pass
 
-    threading.Thread(target=target, name="rlmagent-blocking", daemon=True).start()
+    _POOL.submit(job)
     return await future
 
 

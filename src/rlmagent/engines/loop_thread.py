@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from rlmagent.errors import UsageError
@@ -72,7 +72,7 @@ class LoopThread:
         future = asyncio.run_coroutine_threadsafe(call(), loop)
         return await asyncio.wrap_future(future)
 
-    def close(self, cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
+    def close(self, cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         """Run ``cleanup()`` on the loop, then stop it. Safe to call twice."""
         with self._lock:
             loop, thread = self._loop, self._thread

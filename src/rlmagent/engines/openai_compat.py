@@ -18,7 +18,7 @@ lmstudio    http://localhost:1234/v1         LMSTUDIO_API_KEY (o) 0.0
 
 Servers you run yourself need no key (a placeholder is sent) and cost 0.0 unless you
 pass ``prices=``. For OpenAI, ``max_tokens`` is sent as ``max_completion_tokens``, and
-reasoning models (the o-series and the gpt-5 family), which accept only their default
+reasoning models (the o-series, gpt-5 and later), which accept only their default
 temperature, are sent none. Extra keyword arguments of ``generate`` (``stop``,
 ``top_p``, ``seed``, ``reasoning_effort``, a server's own fields...) go into the request
 body as they are.
@@ -45,7 +45,7 @@ from rlmagent.engines.sdk import (
 from rlmagent.errors import EngineNotAvailable, UsageError
 from rlmagent.types import Completion, Message, TokenUsage
 
-_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-([5-9]|\d\d))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ def _import_openai(provider: str, model: str) -> Any:
         import openai
     except ImportError as exc:
         raise EngineNotAvailable(
-            f"the {provider} engine needs the openai package: pip install \"rlmagent[openai]\"",
+            f'the {provider} engine needs the openai package: pip install "rlmagent[openai]"',
             provider=provider,
             model=model,
         ) from exc
@@ -213,7 +213,7 @@ class OpenAICompatEngine(SDKEngine):
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         if not isinstance(content, str):
             raise MalformedResponse(f"message content is {type(content).__name__}", status)
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
         if not isinstance(prompt, int):  # some servers omit usage: estimate it

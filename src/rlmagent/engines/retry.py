@@ -107,14 +107,24 @@ class RetryPolicy:
         return wait
 
 
-def _give_up(failure: Failure, attempts: int, provider: str, model: str) -> EngineError:
+def _give_up(
+    failure: Failure, attempts: int, policy: RetryPolicy, provider: str, model: str
+) -> EngineError:
     status = f"HTTP {failure.status}" if failure.status is not None else "no HTTP status"
     tries = f"{attempts} attempt" + ("s" if attempts != 1 else "")
-    why = "" if failure.retryable else " (not retryable)"
-    if failure.retryable and failure.retry_after is not None:
-        why = f" (server asked to wait {failure.retry_after:g} s)"
+    if not failure.retryable:
+        status += ", not retryable"
+    elif (
+        failure.retry_after is not None
+        and failure.retry_after > policy.max_retry_after
+        and attempts <= policy.max_retries
+    ):
+        status += (
+            f", server asked to wait {failure.retry_after:g} s,"
+            f" more than max_retry_after={policy.max_retry_after:g}"
+        )
     return EngineError(
-        f"{provider} model {model!r} failed after {tries}{why}: {failure.reason} [{status}]",
+        f"{provider} model {model!r} failed after {tries} ({status}): {failure.reason}",
         provider=provider,
         model=model,
         status=failure.status,
@@ -144,7 +154,7 @@ def call_with_retries(
                 raise
             wait = policy.delay(retry, failure)
             if wait is None:
-                raise _give_up(failure, retry + 1, provider, model) from exc
+                raise _give_up(failure, retry + 1, policy, provider, model) from exc
         policy.sleep(wait)
         retry += 1
 
@@ -168,6 +178,6 @@ async def acall_with_retries(
                 raise
             wait = policy.delay(retry, failure)
             if wait is None:
-                raise _give_up(failure, retry + 1, provider, model) from exc
+                raise _give_up(failure, retry + 1, policy, provider, model) from exc
         await policy.asleep(wait)
         retry += 1

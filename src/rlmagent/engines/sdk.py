@@ -104,7 +104,7 @@ def classify_sdk_error(exc: BaseException, sdk: Any) -> Failure | None:
             retry_after = None if ms is None else ms / 1000
         body = exc.response.text if exc.response is not None else ""
         return Failure(
-            f"HTTP {status} {snippet(body)}",
+            f"server answered {snippet(body)}",
             status=status,
             retryable=is_retryable_status(status),
             retry_after=retry_after,
@@ -217,6 +217,8 @@ class SDKEngine:
         max_tokens: int,
         kwargs: dict[str, Any],
     ) -> tuple[str, list[Message], dict[str, Any]]:
+        if not self._finalizer.alive:
+            raise UsageError(f"this {self.provider} engine is closed")
         model = model or self.model
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise UsageError(f"max_tokens must be a positive int, got {max_tokens!r}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from rlmagent.errors import ContextTypeError
+from rlmagent.errors import ContextTypeError, UsageError
 from rlmagent.types import ExecResult
 
 Handler = Callable[[str, dict[str, Any]], Any]
@@ -24,15 +24,27 @@ DEFAULT_CELL_TIMEOUT_S = 120.0
 DEFAULT_CPU_SECONDS = 600
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
 DEFAULT_FILE_SIZE_BYTES = 1024**3
+DEFAULT_DISK_BYTES = 512 * 1024**2
 DEFAULT_OPEN_FILES = 256
+DEFAULT_PROCESSES = 64
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Resource limits of one sandbox worker.
+    """Resource limits of one sandbox worker (each a named ``DEFAULT_*`` constant).
 
-    ``cell_timeout_s`` is wall-clock time a cell may run, not counting time spent waiting
-    for the host (sub-calls, tools). ``cpu_seconds`` is CPU time per cell.
+    - ``cell_timeout_s``: wall-clock time a cell may run, not counting time spent
+      waiting for the host (sub-calls, tools); then every process of the cell is killed.
+    - ``cpu_seconds``: CPU time of the worker per cell (``RLIMIT_CPU``, then SIGKILL).
+    - ``memory_bytes``: address space of each process (``RLIMIT_AS``).
+    - ``file_size_bytes``: largest file a process may write (``RLIMIT_FSIZE``).
+    - ``disk_bytes``: total bytes the sandbox may keep written (its bounded tmpfs; the
+      bubblewrap tier only: the plain tier has no such bound).
+    - ``open_files``: file descriptors per process (``RLIMIT_NOFILE``).
+    - ``processes``: processes and threads the sandbox may run at once
+      (``RLIMIT_NPROC``, counted in the sandbox's own user namespace under bubblewrap).
+
+    The output kept per cell is the ``max_output_chars`` given to ``Sandbox.start``.
     """
 
     cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S
@@ -40,6 +52,14 @@ class Limits:
     memory_bytes: int = DEFAULT_MEMORY_BYTES
     file_size_bytes: int = DEFAULT_FILE_SIZE_BYTES
     open_files: int = DEFAULT_OPEN_FILES
+    disk_bytes: int = DEFAULT_DISK_BYTES
+    processes: int = DEFAULT_PROCESSES
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise UsageError(f"Limits.{name} must be a positive number, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

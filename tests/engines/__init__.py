@@ -1,0 +1,1 @@
+"""Tests of rlmagent.engines: registry, wire engines over a loopback server, local engine."""
