@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rlmagent import parsing, prompts
 from rlmagent.budget import Budget, BudgetLedger, UsageMeter, estimate_prompt, price_of
@@ -37,6 +37,8 @@ from rlmagent.sandbox.base import Sandbox, Session, check_context
 from rlmagent.sandbox.subprocess import SubprocessSandbox
 from rlmagent.tools import Tool, check_tools, signature
 from rlmagent.types import AgentResult, Cell, Completion, Message, Step
+
+T = TypeVar("T")
 
 DEFAULT_MAX_TURNS = 10
 DEFAULT_MAX_CONCURRENCY = 16
@@ -243,6 +245,22 @@ class RLMAgent:
         )
 
 
+async def _with_deadline(run: _Run, ledger: BudgetLedger) -> AgentResult:
+    """``run`` cancelled at the budget's ``max_seconds``, which becomes BudgetExceeded."""
+    assert ledger.budget.max_seconds is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ledger.budget.max_seconds - ledger.elapsed()
+    try:
+        async with asyncio.timeout_at(deadline) as timeout:
+            return await run.run()
+    except TimeoutError:
+        if not timeout.expired():
+            raise
+        error = run.budget_error(ledger.refuse("seconds", f"max_seconds={ledger.budget.max_seconds:g} reached"))
+        error.partial = run.partial
+        raise error from None
+
+
 class _Run:
     """The state of one run (one root loop) in a tree."""
 
@@ -255,6 +273,7 @@ class _Run:
         *,
         depth: int = 0,
         parent_id: str | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         self.agent = agent
         self.tree = tree
@@ -263,13 +282,19 @@ class _Run:
         self.run_id = uuid.uuid4().hex[:12]
         self.depth = depth
         self.parent_id = parent_id
+        self.meter = meter or tree.meter
         self.functions = HostFunctions(
-            agent, tree, run_id=self.run_id, depth=depth, parent_id=parent_id, tools=agent.tools
+            agent, tree, run_id=self.run_id, depth=depth, parent_id=parent_id, tools=agent.tools,
+            meter=self.meter,
         )
         self.steps: list[Step] = []
         self.started = time.monotonic()
         self.session: Session | None = None
         self.metadata: dict[str, Any] = {"run_id": self.run_id, "max_turns_exceeded": False}
+        self.best_answer: str | None = None
+        """The last FINAL value the model wrote (confirmed or not): the partial answer."""
+        self.partial: AgentResult | None = None
+        self._threads: list[threading.Event] = []
 
     def _ev(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "depth": self.depth, "parent_id": self.parent_id}
@@ -285,59 +310,131 @@ class _Run:
                 "max_tokens": agent.max_tokens, "sub_temperature": agent.sub_temperature,
                 "sub_max_tokens": agent.sub_max_tokens, "max_concurrency": agent.max_concurrency,
                 "max_output_chars": agent.max_output_chars,
-                "sandbox": agent.sandbox.isolation,
+                "sandbox": agent.sandbox.isolation, "max_depth": self.tree.max_depth,
             },
         ))
         try:
-            self.session = await run_blocking(
-                agent.sandbox.start,
-                self.context,
-                self.functions.handler,
-                functions=self.functions.specs(),
-                max_output_chars=agent.max_output_chars,
-            )
-            self.metadata["isolation"] = self.session.isolation
-            messages: list[Message] = [
-                {"role": "system", "content": agent.system_message(self.functions)},
-                {"role": "user", "content": prompts.render(
-                    "first_user", question=self.question, description=summary(info),
-                    preview="\n".join(info["preview"]) or "(empty)",
-                )},
-            ]
-            content = await self._loop(messages)
+            try:
+                await self._blocking(self._start_session)
+                assert self.session is not None
+                self.metadata["isolation"] = self.session.isolation
+                messages: list[Message] = [
+                    {"role": "system", "content": agent.system_message(self.functions)},
+                    {"role": "user", "content": prompts.render(
+                        "first_user", question=self.question, description=summary(info),
+                        preview="\n".join(info["preview"]) or "(empty)",
+                    )},
+                ]
+                content = await self._loop(messages)
+            finally:
+                await self._shutdown()
         except BaseException as exc:
-            partial = self._result("", error=True)
+            ledger = self.tree.ledger
+            if isinstance(exc, BudgetExceeded):
+                reason = "budget"
+            elif isinstance(exc, asyncio.CancelledError):
+                timed_out = ledger is not None and ledger.budget.max_seconds is not None and (
+                    ledger.elapsed() >= ledger.budget.max_seconds
+                )
+                reason = "budget" if timed_out else "cancelled"
+                if timed_out:
+                    self.metadata["budget_limit"] = "seconds"
+            else:
+                reason = "error"
+            self.partial = partial = self._result("", stop_reason=reason)
             if isinstance(exc, RLMError):
                 exc.partial = partial
-            self.tree.publish(RunEnded(**self._ev(), result=partial, error=f"{type(exc).__name__}: {exc}"))
+            why = "the run was cancelled" if isinstance(exc, asyncio.CancelledError) else exc
+            self.tree.publish(RunEnded(**self._ev(), result=partial, error=f"{type(exc).__name__}: {why}"))
             raise
-        finally:
-            if self.session is not None:
-                self.session.close()
         result = self._result(content)
         self.tree.publish(RunEnded(**self._ev(), result=result))
         return result
 
-    def _result(self, content: str, *, error: bool = False) -> AgentResult:
+    # -- the sandbox and cleanup --------------------------------------------------------
+
+    def _start_session(self) -> None:
+        """On a thread: start the sandbox (kept on self even if the run was cancelled)."""
+        self.session = self.agent.sandbox.start(
+            self.context,
+            self.functions.handler,
+            functions=self.functions.specs(),
+            max_output_chars=self.agent.max_output_chars,
+        )
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` on a thread whose end :meth:`_shutdown` can wait for, even if cancelled."""
+        done = threading.Event()
+        self._threads.append(done)
+
+        def target() -> T:
+            try:
+                return fn(*args)
+            finally:
+                done.set()
+
+        return await run_blocking(target)
+
+    async def _shutdown(self) -> None:
+        """Cancel host calls in flight (child runs close their own sandboxes), kill the
+        sandbox, wait for a cell's thread to notice, and close again (a sandbox may have
+        restarted its worker while it died)."""
+        try:
+            await self.functions.cancel()
+        finally:
+            self._close_session()
+            pending = [d for d in self._threads if not d.is_set()]
+            if pending:
+                await run_blocking(_wait_all, pending, SESSION_CLOSE_WAIT_S)
+                self._close_session()
+
+    def _close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    # -- results ------------------------------------------------------------------------
+
+    def _result(self, content: str, *, stop_reason: str | None = None) -> AgentResult:
         self.metadata["elapsed_s"] = time.monotonic() - self.started
-        if error:
-            self.metadata["stop_reason"] = "error"
+        if stop_reason is not None and self.metadata.get("stop_reason") != "budget":
+            self.metadata["stop_reason"] = stop_reason
+        if stop_reason is not None:
+            self.metadata["partial_answer"] = self.best_answer
+        if self.tree.ledger is not None:
+            self.metadata["budget"] = self.tree.ledger.summary()
         return AgentResult(
             content=content,
             turns=len(self.steps),
-            usage=self.tree.meter.snapshot(),
+            usage=self.meter.snapshot(),
             trajectory=tuple(self.steps),
             metadata=dict(self.metadata),
         )
 
-    async def _complete(self, messages: list[Message], turn: int) -> tuple[Completion, float]:
+    def budget_error(self, cause: BudgetExceeded) -> BudgetExceeded:
+        """The error for a run the budget stopped before a final answer."""
+        self.metadata["stop_reason"] = "budget"
+        self.metadata["budget_limit"] = cause.limit_name
+        partial = "" if self.best_answer is None else f"; last FINAL value: {self.best_answer!r}"
+        return BudgetExceeded(
+            f"{cause} (before a final answer{partial})",
+            limit_name=cause.limit_name,
+            spent=cause.spent,
+            limit=cause.limit,
+            partial_answer=self.best_answer,
+        )
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _complete(
+        self, messages: list[Message], turn: int, *, final: bool = False
+    ) -> tuple[Completion, float]:
         agent = self.agent
         t0 = time.monotonic()
-        completion = await agent.engine.agenerate(
-            messages, model=agent.model, temperature=agent.temperature, max_tokens=agent.max_tokens
+        completion = await self.tree.complete(
+            agent.engine, messages, model=agent.model, temperature=agent.temperature,
+            max_tokens=agent.max_tokens, meter=self.meter, final=final,
         )
         latency = time.monotonic() - t0
-        self.tree.meter.record(completion, agent.model)
         self.tree.publish(RootCompletion(**self._ev(), turn=turn, completion=completion, latency_s=latency))
         return completion, latency
 
@@ -345,19 +442,40 @@ class _Run:
         assert self.session is not None
         self.tree.publish(CodeStarted(**self._ev(), turn=turn, cell=index, code=code))
         self.functions.cell_calls = []
-        result = await run_blocking(self.session.execute, code)
+        result = await self._blocking(self.session.execute, code)
         cell = Cell(code=code, result=result, sub_calls=tuple(self.functions.cell_calls))
         self.tree.publish(CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result))
         return cell
 
+    def _hold_final(self, messages: list[Message]) -> None:
+        """At the root, keep budget back for a final answer on the current prompt."""
+        ledger = self.tree.ledger
+        if ledger is not None and self.depth == 0:
+            agent = self.agent
+            ledger.hold_for_final(
+                estimate_prompt(messages), agent.max_tokens, self.tree.price(agent.engine, agent.model)
+            )
+
+    def _candidate(self, value: str | None) -> str | None:
+        if value is not None:
+            self.best_answer = value
+        return value
+
     async def _loop(self, messages: list[Message]) -> str:
         agent = self.agent
+        ledger = self.tree.ledger
         code_has_run = False
         reminded = False
         last_final: str | None = None
         for turn in range(1, agent.max_turns + 1):
+            if ledger is not None and ledger.exhausted is not None:
+                return await self._budget_turn(messages, turn, ledger.exhausted)
+            self._hold_final(messages)
             self.tree.publish(TurnStarted(**self._ev(), turn=turn))
-            completion, latency = await self._complete(messages, turn)
+            try:
+                completion, latency = await self._complete(messages, turn)
+            except BudgetExceeded as exc:
+                return await self._budget_turn(messages, turn, exc.limit_name, started=True)
             reply = completion.content
             blocks = parsing.code_blocks(reply)
             marker = parsing.find_final(reply)
@@ -372,17 +490,18 @@ class _Run:
                     cell = await self._execute(turn, index, code)
                     cells.append(cell)
                     if cell.result.final is not None:
-                        final = cell.result.final
+                        final = self._candidate(cell.result.final)
                         self.metadata["stop_reason"] = "final"
                         break
                 marker_value = await self._resolve(marker, turn, cells) if marker else None
+                self._candidate(marker_value)
                 if final is None and marker_value is not None and marker_value == last_final:
                     final = marker_value  # the same FINAL twice in a row: confirmed
                     self.metadata["stop_reason"] = "final_repeated"
                 last_final = marker_value
                 observation = self._observation(cells)
             elif marker is not None:
-                value = await self._resolve(marker, turn, cells)
+                value = self._candidate(await self._resolve(marker, turn, cells))
                 if value is not None and (code_has_run or value == last_final):
                     final = value
                     self.metadata["stop_reason"] = "final"
@@ -400,6 +519,8 @@ class _Run:
                 self.metadata["stop_reason"] = "answer_without_final"
             if final is not None:
                 observation = ""
+            elif ledger is not None:
+                observation += "\n\n" + ledger.remaining_line()
             self.steps.append(Step(
                 turn=turn, reply=reply, finish_reason=completion.finish_reason,
                 cells=tuple(cells), observation=observation, usage=completion.usage,
@@ -410,7 +531,13 @@ class _Run:
                 return final
             messages.append({"role": "assistant", "content": reply})
             messages.append({"role": "user", "content": observation})
-        return await self._final_turn(messages)
+        turn = agent.max_turns + 1
+        if ledger is not None and ledger.exhausted is not None:
+            return await self._budget_turn(messages, turn, ledger.exhausted)
+        self.metadata["max_turns_exceeded"] = True
+        self.metadata["stop_reason"] = "max_turns"
+        messages.append({"role": "user", "content": prompts.render("final_turn", question=self.question)})
+        return await self._answer_now(messages, turn)
 
     async def _resolve(
         self, marker: parsing.FinalMarker | None, turn: int, cells: list[Cell]
@@ -424,13 +551,32 @@ class _Run:
         cells.append(cell)
         return cell.result.final
 
-    async def _final_turn(self, messages: list[Message]) -> str:
-        turn = self.agent.max_turns + 1
-        self.metadata["max_turns_exceeded"] = True
-        self.metadata["stop_reason"] = "max_turns"
-        messages.append({"role": "user", "content": prompts.render("final_turn", question=self.question)})
-        self.tree.publish(TurnStarted(**self._ev(), turn=turn))
-        completion, latency = await self._complete(messages, turn)
+    async def _budget_turn(
+        self, messages: list[Message], turn: int, limit: str, *, started: bool = False
+    ) -> str:
+        """A limit was reached: the root asks once for an answer; a child run stops."""
+        ledger = self.tree.ledger
+        assert ledger is not None
+        self.metadata["stop_reason"] = "budget"
+        self.metadata["budget_limit"] = limit
+        reason = f"{limit} limit reached"
+        left = ledger.remaining_line()
+        self.tree.publish(Notice(**self._ev(), message=f"budget: {reason}; {left}"))
+        if self.depth > 0:
+            raise self.budget_error(ledger.refuse(limit, reason))
+        messages.append({"role": "user", "content": prompts.render(
+            "budget_final", reason=reason, question=self.question,
+        )})
+        return await self._answer_now(messages, turn, started=started)
+
+    async def _answer_now(self, messages: list[Message], turn: int, *, started: bool = False) -> str:
+        """One last request for the answer, without code (FINAL_VAR is still looked up)."""
+        if not started:
+            self.tree.publish(TurnStarted(**self._ev(), turn=turn))
+        try:
+            completion, latency = await self._complete(messages, turn, final=True)
+        except BudgetExceeded as exc:
+            raise self.budget_error(exc) from None
         marker = parsing.find_final(completion.content)
         cells: list[Cell] = []
         answer = await self._resolve(marker, turn, cells) if marker else None
@@ -459,6 +605,12 @@ class _Run:
         return prompts.render(
             "observation", outputs="\n\n".join(parts), question=self.question
         )
+
+
+def _wait_all(events: list[threading.Event], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for event in events:
+        event.wait(max(0.0, deadline - time.monotonic()))
 
 
 def _plain_answer(reply: str) -> str:

@@ -30,7 +30,6 @@ from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt, price_of
 from rlmagent.cache import CompletionCache, cache_key, engine_identity
 from rlmagent.engines.base import run_blocking
 from rlmagent.engines.pricing import Price
-from rlmagent.errors import BudgetExceeded
 from rlmagent.events import (
     BatchEnded,
     BatchStarted,

@@ -156,6 +156,8 @@ class ConsoleProgress:
             console=self.console,
             transient=True,
             refresh_per_second=4,
+            redirect_stdout=False,  # never take over the process's streams
+            redirect_stderr=False,
         )
         self._progress.start()
         self._status = self._progress.add_task(self._status_text(), total=None, note="")

@@ -142,7 +142,8 @@ def _days(date: str) -> int:
 
 @pytest.mark.parametrize("tokens", SIZES)
 def test_oolong_gold_recomputed_from_the_text(tokens: int) -> None:
-    for item in generate_items("oolong", tokens, 6, seed=5):
+    directions: set[str] = set()
+    for item in generate_items("oolong", tokens, 36, seed=5):
         rows = _parse(item.context)
         assert len(rows) > 50
         counts = Counter(label for _, _, _, label in rows)
@@ -167,16 +168,21 @@ def test_oolong_gold_recomputed_from_the_text(tokens: int) -> None:
                 1 for _, _, u, lab in rows if u == user and lab == meta["label"]
             )
         elif kind == "date_count":
-            cutoff = _days(meta["cutoff"])
-            after = meta["direction"] == "after"
+            low = _days(meta["cutoff"])
+            high = _days(meta.get("cutoff_end", meta["cutoff"]))
+            inside = {
+                "before": lambda d, low=low: d < low,
+                "after": lambda d, low=low: d > low,
+                "between": lambda d, low=low, high=high: low < d < high,
+            }[meta["direction"]]
+            assert f"strictly {meta['direction']} {meta['cutoff']}" in item.question
             assert item.gold == sum(
-                1
-                for date, _, _, lab in rows
-                if lab == meta["label"]
-                and (_days(date) > cutoff if after else _days(date) < cutoff)
+                1 for date, _, _, lab in rows if lab == meta["label"] and inside(_days(date))
             )
+            directions.add(meta["direction"])
         else:
             pytest.fail(f"unexpected kind {kind}")
+    assert directions == {"before", "after", "between"}
     kinds = {i.meta["kind"] for i in generate_items("oolong", 2048, 6)}
     assert kinds == {
         "count",

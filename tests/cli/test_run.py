@@ -46,6 +46,7 @@ def test_run_prints_the_answer_and_usage(tmp_path, capsys, fake_provider):
     out, err = capsys.readouterr()
     assert code == 0
     assert out == "4417\n"
+    assert err == ""
 
 
 def test_run_json_and_trace(tmp_path, capsys, fake_provider):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 
+import pytest
 import synth
 from rich.console import Console
 
@@ -181,3 +182,37 @@ def test_a_real_run_on_scripted_engines() -> None:
     assert result.content == "10"
     assert out.splitlines()[-1] == f"answer: {result.content}"
     assert f"{result.usage.calls} calls" in out
+
+
+def test_what_a_terminal_shows() -> None:
+    pyte = pytest.importorskip("pyte", reason="terminal emulation needs `pyte` (test extra)")
+    buf = io.StringIO()
+    progress = ConsoleProgress(Console(file=buf, force_terminal=True, width=100, height=40))
+    screen = pyte.Screen(100, 40)
+    screen.set_mode(pyte.modes.LNM)  # a terminal's newline also returns the carriage
+    stream = pyte.Stream(screen)
+
+    def shown() -> list[str]:
+        stream.feed(buf.getvalue())
+        buf.seek(0)
+        buf.truncate()
+        return [line.rstrip() for line in screen.display if line.strip()]
+
+    events = synth.small_run()
+    batch_started = next(i for i, e in enumerate(events) if isinstance(e, ev.BatchStarted))
+    for e in events[: batch_started + 1]:
+        progress(e)
+    during = shown()
+    # the live part: a status line (turn, calls, tokens, cost, time) and the batch's bar
+    assert during[-2].startswith("turn 1 · 1 calls · 980 tokens · $0.0020")
+    assert during[-1].startswith("llm_batch b1") and "━" in during[-1]
+    assert during[-1].split()[-2] == "0/3"
+    for e in events[batch_started + 1 :]:
+        progress(e)
+    progress.close()
+    after = shown()
+    assert after[-3:] == ["╭─ answer ─╮", "│ 21       │", "╰──────────╯"]
+    assert "  llm_batch b1: 2/3 done, 1 failed" in after
+    assert "x = llm_query('Sum 10 and 11')" in after
+    # the live lines were taken away at the end
+    assert not any(line.startswith(("turn 2 ·", "llm_batch b1 ")) for line in after)

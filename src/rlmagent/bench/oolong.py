@@ -19,6 +19,7 @@ import datetime as dt
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from rlmagent.bench.items import BenchItem, item_id, item_rng, target_chars
 from rlmagent.bench.text import ADJECTIVES, NOUNS, unique_names
@@ -206,8 +207,9 @@ def render(records: list[Record]) -> str:
 
 def _question(
     rng: random.Random, kind: str, records: list[Record]
-) -> tuple[str, object, str, dict[str, object]]:
+) -> tuple[str, Any, str, dict[str, Any]]:
     """(question, gold, scoring, meta) for one question kind."""
+    gold: Any
     counts = Counter(r.label for r in records)
     label = rng.choice(LABELS)
     if kind == "count":
@@ -238,19 +240,32 @@ def _question(
         )
         return q, gold, "number", {"label": label, "user": user}
     if kind == "date_count":
-        cutoff = rng.randrange(DAYS // 4, 3 * DAYS // 4)
-        after = rng.random() < 0.5
-        gold = sum(
-            1 for r in records if r.label == label and (r.day > cutoff if after else r.day < cutoff)
-        )
-        word = "after" if after else "before"
-        q = (
-            f"How many data points dated strictly {word} {format_day(cutoff)} should be "
-            f"classified as label '{label}'? Answer with a number."
-        )
-        meta = {"label": label, "cutoff": format_day(cutoff), "direction": word}
-        return q, gold, "number", meta
+        return _date_window(rng, records, label)
     raise ValueError(f"unknown oolong question kind {kind!r}")
+
+
+def _date_window(
+    rng: random.Random, records: list[Record], label: str
+) -> tuple[str, Any, str, dict[str, Any]]:
+    """A label's count before, after or between dates (bounds excluded)."""
+    low = rng.randrange(DAYS // 4, DAYS // 2)
+    high = rng.randrange(DAYS // 2 + 30, 3 * DAYS // 4)
+    direction = rng.choice(("before", "after", "between"))
+    if direction == "before":
+        window, start, end = f"strictly before {format_day(low)}", -1, low
+    elif direction == "after":
+        window, start, end = f"strictly after {format_day(low)}", low, DAYS
+    else:
+        window, start, end = f"strictly between {format_day(low)} and {format_day(high)}", low, high
+    gold = sum(1 for r in records if r.label == label and start < r.day < end)
+    q = (
+        f"How many data points dated {window} should be classified as label '{label}'? "
+        "Answer with a number."
+    )
+    meta: dict[str, Any] = {"label": label, "direction": direction, "cutoff": format_day(low)}
+    if direction == "between":
+        meta["cutoff_end"] = format_day(high)
+    return q, gold, "number", meta
 
 
 def generate(tokens: int, seed: int, index: int, *, kind: str | None = None) -> BenchItem:
