@@ -8,6 +8,9 @@ inspect it and to ask sub-models about pieces of it.
 """
 
 from rlmagent.agent import RLMAgent
+from rlmagent.budget import Budget
+from rlmagent.cache import CachedEngine, CompletionCache
+from rlmagent.engines import get_engine
 from rlmagent.engines.base import Engine
 from rlmagent.engines.scripted import FunctionEngine, ScriptedEngine
 from rlmagent.errors import (
@@ -22,6 +25,7 @@ from rlmagent.errors import (
 )
 from rlmagent.events import Event, EventBus
 from rlmagent.tools import Tool, function_tool
+from rlmagent.trace import Trajectory
 from rlmagent.types import (
     AgentResult,
     Cell,
@@ -38,9 +42,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentResult",
+    "Budget",
     "BudgetExceeded",
+    "CachedEngine",
     "Cell",
     "Completion",
+    "CompletionCache",
     "ContextTypeError",
     "Engine",
     "EngineError",
@@ -59,8 +66,10 @@ __all__ = [
     "SubCall",
     "TokenUsage",
     "Tool",
+    "Trajectory",
     "Usage",
     "UsageError",
     "__version__",
     "function_tool",
+    "get_engine",
 ]

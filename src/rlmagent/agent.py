@@ -110,13 +110,18 @@ class RLMAgent:
     ) -> None:
         for name, value in (("engine", engine), ("sub_engine", sub_engine or engine)):
             if not callable(getattr(value, "agenerate", None)):
-                raise UsageError(f"{name} must be an Engine (with generate/agenerate), got {value!r}")
+                raise UsageError(
+                    f"{name} must be an Engine (with generate/agenerate), got {value!r}"
+                )
         if not isinstance(model, str) or not model:
             raise UsageError("model must be a non-empty string")
         for name, number in (
-            ("max_turns", max_turns), ("max_tokens", max_tokens),
-            ("sub_max_tokens", sub_max_tokens), ("max_output_chars", max_output_chars),
-            ("max_concurrency", max_concurrency), ("max_depth", max_depth),
+            ("max_turns", max_turns),
+            ("max_tokens", max_tokens),
+            ("sub_max_tokens", sub_max_tokens),
+            ("max_output_chars", max_output_chars),
+            ("max_concurrency", max_concurrency),
+            ("max_depth", max_depth),
         ):
             if not isinstance(number, int) or number < 1:
                 raise UsageError(f"{name} must be a positive int, got {number!r}")
@@ -165,11 +170,16 @@ class RLMAgent:
         if budget is not None and budget.max_cost_usd is not None:
             self._check_prices()
         ledger = BudgetLedger(budget) if budget is not None else None
-        bus, close_trace = self._bus()
         cache = self.cache
         owned = None
         if isinstance(cache, str | Path):
             cache = owned = CompletionCache(cache)
+        try:
+            bus, close_trace = self._bus()
+        except BaseException:
+            if owned is not None:
+                owned.close()
+            raise
         tree = Tree(
             loop=asyncio.get_running_loop(),
             meter=UsageMeter(),
@@ -190,15 +200,17 @@ class RLMAgent:
                 owned.close()
             close_trace()
 
-    def agents(self) -> list[RLMAgent]:
+    def _chain(self) -> list[RLMAgent]:
         """This agent and the chain of ``child_agent`` below it, one per depth used."""
         chain: list[RLMAgent] = [self]
-        while len(chain) < self.max_depth and chain[-1].child_agent is not None:
-            chain.append(chain[-1].child_agent)  # type: ignore[arg-type]
+        child = self.child_agent
+        while len(chain) < self.max_depth and child is not None:
+            chain.append(child)
+            child = child.child_agent
         return chain
 
     def _check_prices(self) -> None:
-        for agent in self.agents():
+        for agent in self._chain():
             pairs = [(agent.engine, agent.model)]
             if agent.sub_calls:
                 pairs.append((agent.sub_engine, agent.sub_model))
@@ -256,7 +268,9 @@ async def _with_deadline(run: _Run, ledger: BudgetLedger) -> AgentResult:
     except TimeoutError:
         if not timeout.expired():
             raise
-        error = run.budget_error(ledger.refuse("seconds", f"max_seconds={ledger.budget.max_seconds:g} reached"))
+        error = run.budget_error(
+            ledger.refuse("seconds", f"max_seconds={ledger.budget.max_seconds:g} reached")
+        )
         error.partial = run.partial
         raise error from None
 
@@ -284,7 +298,12 @@ class _Run:
         self.parent_id = parent_id
         self.meter = meter or tree.meter
         self.functions = HostFunctions(
-            agent, tree, run_id=self.run_id, depth=depth, parent_id=parent_id, tools=agent.tools,
+            agent,
+            tree,
+            run_id=self.run_id,
+            depth=depth,
+            parent_id=parent_id,
+            tools=agent.tools,
             meter=self.meter,
         )
         self.steps: list[Step] = []
@@ -302,17 +321,26 @@ class _Run:
     async def run(self) -> AgentResult:
         agent = self.agent
         info = describe_context(self.context)
-        self.tree.publish(RunStarted(
-            **self._ev(), question=self.question, context_info=info, model=agent.model,
-            sub_model=agent.sub_model,
-            settings={
-                "max_turns": agent.max_turns, "temperature": agent.temperature,
-                "max_tokens": agent.max_tokens, "sub_temperature": agent.sub_temperature,
-                "sub_max_tokens": agent.sub_max_tokens, "max_concurrency": agent.max_concurrency,
-                "max_output_chars": agent.max_output_chars,
-                "sandbox": agent.sandbox.isolation, "max_depth": self.tree.max_depth,
-            },
-        ))
+        self.tree.publish(
+            RunStarted(
+                **self._ev(),
+                question=self.question,
+                context_info=info,
+                model=agent.model,
+                sub_model=agent.sub_model,
+                settings={
+                    "max_turns": agent.max_turns,
+                    "temperature": agent.temperature,
+                    "max_tokens": agent.max_tokens,
+                    "sub_temperature": agent.sub_temperature,
+                    "sub_max_tokens": agent.sub_max_tokens,
+                    "max_concurrency": agent.max_concurrency,
+                    "max_output_chars": agent.max_output_chars,
+                    "sandbox": agent.sandbox.isolation,
+                    "max_depth": self.tree.max_depth,
+                },
+            )
+        )
         try:
             try:
                 await self._blocking(self._start_session)
@@ -320,10 +348,15 @@ class _Run:
                 self.metadata["isolation"] = self.session.isolation
                 messages: list[Message] = [
                     {"role": "system", "content": agent.system_message(self.functions)},
-                    {"role": "user", "content": prompts.render(
-                        "first_user", question=self.question, description=summary(info),
-                        preview="\n".join(info["preview"]) or "(empty)",
-                    )},
+                    {
+                        "role": "user",
+                        "content": prompts.render(
+                            "first_user",
+                            question=self.question,
+                            description=summary(info),
+                            preview="\n".join(info["preview"]) or "(empty)",
+                        ),
+                    },
                 ]
                 content = await self._loop(messages)
             finally:
@@ -333,11 +366,14 @@ class _Run:
             if isinstance(exc, BudgetExceeded):
                 reason = "budget"
             elif isinstance(exc, asyncio.CancelledError):
-                timed_out = ledger is not None and ledger.budget.max_seconds is not None and (
-                    ledger.elapsed() >= ledger.budget.max_seconds
+                timed_out = (
+                    ledger is not None
+                    and ledger.budget.max_seconds is not None
+                    and (ledger.elapsed() >= ledger.budget.max_seconds)
                 )
                 reason = "budget" if timed_out else "cancelled"
-                if timed_out:
+                if timed_out and ledger is not None:
+                    ledger.mark_exhausted("seconds")
                     self.metadata["budget_limit"] = "seconds"
             else:
                 reason = "error"
@@ -345,7 +381,9 @@ class _Run:
             if isinstance(exc, RLMError):
                 exc.partial = partial
             why = "the run was cancelled" if isinstance(exc, asyncio.CancelledError) else exc
-            self.tree.publish(RunEnded(**self._ev(), result=partial, error=f"{type(exc).__name__}: {why}"))
+            self.tree.publish(
+                RunEnded(**self._ev(), result=partial, error=f"{type(exc).__name__}: {why}")
+            )
             raise
         result = self._result(content)
         self.tree.publish(RunEnded(**self._ev(), result=result))
@@ -414,9 +452,9 @@ class _Run:
         """The error for a run the budget stopped before a final answer."""
         self.metadata["stop_reason"] = "budget"
         self.metadata["budget_limit"] = cause.limit_name
-        partial = "" if self.best_answer is None else f"; last FINAL value: {self.best_answer!r}"
+        partial = "" if self.best_answer is None else f" (last FINAL value: {self.best_answer!r})"
         return BudgetExceeded(
-            f"{cause} (before a final answer{partial})",
+            f"{cause}. The run ended without a final answer{partial}",
             limit_name=cause.limit_name,
             spent=cause.spent,
             limit=cause.limit,
@@ -431,11 +469,18 @@ class _Run:
         agent = self.agent
         t0 = time.monotonic()
         completion = await self.tree.complete(
-            agent.engine, messages, model=agent.model, temperature=agent.temperature,
-            max_tokens=agent.max_tokens, meter=self.meter, final=final,
+            agent.engine,
+            messages,
+            model=agent.model,
+            temperature=agent.temperature,
+            max_tokens=agent.max_tokens,
+            meter=self.meter,
+            final=final,
         )
         latency = time.monotonic() - t0
-        self.tree.publish(RootCompletion(**self._ev(), turn=turn, completion=completion, latency_s=latency))
+        self.tree.publish(
+            RootCompletion(**self._ev(), turn=turn, completion=completion, latency_s=latency)
+        )
         return completion, latency
 
     async def _execute(self, turn: int, index: int, code: str) -> Cell:
@@ -444,7 +489,9 @@ class _Run:
         self.functions.cell_calls = []
         result = await self._blocking(self.session.execute, code)
         cell = Cell(code=code, result=result, sub_calls=tuple(self.functions.cell_calls))
-        self.tree.publish(CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result))
+        self.tree.publish(
+            CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result)
+        )
         return cell
 
     def _hold_final(self, messages: list[Message]) -> None:
@@ -453,7 +500,9 @@ class _Run:
         if ledger is not None and self.depth == 0:
             agent = self.agent
             ledger.hold_for_final(
-                estimate_prompt(messages), agent.max_tokens, self.tree.price(agent.engine, agent.model)
+                estimate_prompt(messages),
+                agent.max_tokens,
+                self.tree.price(agent.engine, agent.model),
             )
 
     def _candidate(self, value: str | None) -> str | None:
@@ -479,6 +528,8 @@ class _Run:
             reply = completion.content
             blocks = parsing.code_blocks(reply)
             marker = parsing.find_final(reply)
+            if marker is not None and marker.kind == "value":
+                self._candidate(marker.text)  # kept as the partial answer if the run stops
             cells: list[Cell] = []
             final: str | None = None
             if completion.finish_reason == "length" and parsing.has_unclosed_block(reply):
@@ -521,11 +572,17 @@ class _Run:
                 observation = ""
             elif ledger is not None:
                 observation += "\n\n" + ledger.remaining_line()
-            self.steps.append(Step(
-                turn=turn, reply=reply, finish_reason=completion.finish_reason,
-                cells=tuple(cells), observation=observation, usage=completion.usage,
-                latency_s=latency,
-            ))
+            self.steps.append(
+                Step(
+                    turn=turn,
+                    reply=reply,
+                    finish_reason=completion.finish_reason,
+                    cells=tuple(cells),
+                    observation=observation,
+                    usage=completion.usage,
+                    latency_s=latency,
+                )
+            )
             self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=observation))
             if final is not None:
                 return final
@@ -536,7 +593,9 @@ class _Run:
             return await self._budget_turn(messages, turn, ledger.exhausted)
         self.metadata["max_turns_exceeded"] = True
         self.metadata["stop_reason"] = "max_turns"
-        messages.append({"role": "user", "content": prompts.render("final_turn", question=self.question)})
+        messages.append(
+            {"role": "user", "content": prompts.render("final_turn", question=self.question)}
+        )
         return await self._answer_now(messages, turn)
 
     async def _resolve(
@@ -564,17 +623,27 @@ class _Run:
         self.tree.publish(Notice(**self._ev(), message=f"budget: {reason}; {left}"))
         if self.depth > 0:
             raise self.budget_error(ledger.refuse(limit, reason))
-        messages.append({"role": "user", "content": prompts.render(
-            "budget_final", reason=reason, question=self.question,
-        )})
+        messages.append(
+            {
+                "role": "user",
+                "content": prompts.render(
+                    "budget_final",
+                    reason=reason,
+                    question=self.question,
+                ),
+            }
+        )
         return await self._answer_now(messages, turn, started=started)
 
-    async def _answer_now(self, messages: list[Message], turn: int, *, started: bool = False) -> str:
+    async def _answer_now(
+        self, messages: list[Message], turn: int, *, started: bool = False
+    ) -> str:
         """One last request for the answer, without code (FINAL_VAR is still looked up)."""
         if not started:
             self.tree.publish(TurnStarted(**self._ev(), turn=turn))
         try:
-            completion, latency = await self._complete(messages, turn, final=True)
+            # only the root may use the room the budget keeps for its final answer
+            completion, latency = await self._complete(messages, turn, final=self.depth == 0)
         except BudgetExceeded as exc:
             raise self.budget_error(exc) from None
         marker = parsing.find_final(completion.content)
@@ -582,10 +651,16 @@ class _Run:
         answer = await self._resolve(marker, turn, cells) if marker else None
         if answer is None:
             answer = _plain_answer(completion.content)
-        self.steps.append(Step(
-            turn=turn, reply=completion.content, finish_reason=completion.finish_reason,
-            cells=tuple(cells), usage=completion.usage, latency_s=latency,
-        ))
+        self.steps.append(
+            Step(
+                turn=turn,
+                reply=completion.content,
+                finish_reason=completion.finish_reason,
+                cells=tuple(cells),
+                usage=completion.usage,
+                latency_s=latency,
+            )
+        )
         self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=""))
         return answer
 
@@ -602,9 +677,7 @@ class _Run:
             if not text:
                 text = "(no output: print() what you want to see)"
             parts.append(f"{label}\n{text}")
-        return prompts.render(
-            "observation", outputs="\n\n".join(parts), question=self.question
-        )
+        return prompts.render("observation", outputs="\n\n".join(parts), question=self.question)
 
 
 def _wait_all(events: list[threading.Event], timeout: float) -> None:
@@ -621,4 +694,3 @@ def _plain_answer(reply: str) -> str:
         first, _, rest = text.partition("\n")
         text = rest if first.strip().isalpha() and rest else text
     return text.strip()
-

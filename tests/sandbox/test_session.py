@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from rlmagent.sandbox import FunctionSpec, InProcessSandbox, Limits, SubprocessSandbox, protocol
+
+from .helpers import BWRAP
 
 ECHO = [FunctionSpec("llm_query", "echo")]
 
@@ -18,11 +19,13 @@ def echo(name, params):
     return f"{name}:{params['args'][0]}"
 
 
-@pytest.fixture(params=["subprocess", "inprocess"])
+@pytest.fixture(params=["bwrap", "process", "inprocess"])
 def sandbox(request):
-    if request.param == "subprocess":
-        return SubprocessSandbox(limits=Limits(cell_timeout_s=3))
-    return InProcessSandbox()
+    if request.param == "inprocess":
+        return InProcessSandbox()
+    if request.param == "bwrap" and BWRAP is None:
+        pytest.skip("bwrap is not installed")
+    return SubprocessSandbox(isolation=request.param, limits=Limits(cell_timeout_s=3))
 
 
 def test_state_persists_and_display_works(sandbox):
@@ -58,20 +61,22 @@ def test_host_function_errors_reach_the_model(sandbox):
         session.close()
 
 
-def test_worker_environment_is_clean(monkeypatch):
+def test_worker_environment_is_clean(monkeypatch, tier):
     monkeypatch.setenv("RLM_TEST_SECRET_KEY", "sk-should-not-leak")
-    session = SubprocessSandbox().start("c", echo)
+    session = SubprocessSandbox(isolation=tier).start("c", echo)
     try:
         out = session.execute("import os\nprint(sorted(os.environ))\nprint(os.getcwd())").output
         assert "RLM_TEST_SECRET_KEY" not in out
         assert "sk-should-not-leak" not in out
-        assert str(session.workdir) in out
+        assert session.workdir.name in out  # under bwrap it is /tmp/<name> on a private /tmp
     finally:
         session.close()
 
 
-def test_timeout_kills_restarts_and_reports_lost_state():
-    session = SubprocessSandbox(limits=Limits(cell_timeout_s=1)).start("the context", echo)
+def test_timeout_kills_restarts_and_reports_lost_state(tier):
+    session = SubprocessSandbox(isolation=tier, limits=Limits(cell_timeout_s=1)).start(
+        "the context", echo
+    )
     try:
         session.execute("x = 5")
         first_pid = session.pid
@@ -87,14 +92,15 @@ def test_timeout_kills_restarts_and_reports_lost_state():
         session.close()
 
 
-def test_time_waiting_for_the_host_does_not_count_towards_the_timeout():
+def test_time_waiting_for_the_host_does_not_count_towards_the_timeout(tier):
     import time
 
     def slow(name, params):
         time.sleep(1.5)
         return "late"
 
-    session = SubprocessSandbox(limits=Limits(cell_timeout_s=1)).start("c", slow, functions=ECHO)
+    sandbox = SubprocessSandbox(isolation=tier, limits=Limits(cell_timeout_s=1))
+    session = sandbox.start("c", slow, functions=ECHO)
     try:
         result = session.execute("llm_query('a')")
         assert result.error is None and result.output == "'late'\n"
@@ -102,8 +108,8 @@ def test_time_waiting_for_the_host_does_not_count_towards_the_timeout():
         session.close()
 
 
-def test_crash_of_the_worker_is_reported_and_recovered():
-    session = SubprocessSandbox().start("ctx", echo)
+def test_crash_of_the_worker_is_reported_and_recovered(tier):
+    session = SubprocessSandbox(isolation=tier).start("ctx", echo)
     try:
         result = session.execute("import os\nos._exit(3)")
         assert result.state_lost and "exit status 3" in result.error
@@ -112,8 +118,9 @@ def test_crash_of_the_worker_is_reported_and_recovered():
         session.close()
 
 
-def test_memory_limit_is_enforced():
-    session = SubprocessSandbox(limits=Limits(memory_bytes=512 * 1024**2)).start("c", echo)
+def test_memory_limit_is_enforced(tier):
+    limits = Limits(memory_bytes=512 * 1024**2)
+    session = SubprocessSandbox(isolation=tier, limits=limits).start("c", echo)
     try:
         result = session.execute("x = bytearray(2 * 1024**3)")
         assert "MemoryError" in result.error
@@ -122,17 +129,17 @@ def test_memory_limit_is_enforced():
         session.close()
 
 
-def test_workdir_is_removed_on_close():
-    session = SubprocessSandbox().start("c" * 1000, echo)
+def test_workdir_is_removed_on_close(tier):
+    session = SubprocessSandbox(isolation=tier).start("c" * 1000, echo)
     workdir = session.workdir
     assert (workdir / "context.txt").read_text() == "c" * 1000
     session.close()
     assert not workdir.exists()
 
 
-def test_context_goes_through_a_file_not_the_channel():
+def test_context_goes_through_a_file_not_the_channel(tier):
     big = "y" * (2 * 1024 * 1024)
-    session = SubprocessSandbox().start(big, echo)
+    session = SubprocessSandbox(isolation=tier).start(big, echo)
     try:
         assert len(protocol.encode(session._init)) < 1000
         assert session.execute("len(context)").output == f"{len(big)}\n"
@@ -140,8 +147,8 @@ def test_context_goes_through_a_file_not_the_channel():
         session.close()
 
 
-def test_model_writing_to_fd1_cannot_corrupt_the_channel():
-    session = SubprocessSandbox().start("c", echo)
+def test_model_writing_to_fd1_cannot_corrupt_the_channel(tier):
+    session = SubprocessSandbox(isolation=tier).start("c", echo)
     try:
         session.execute("import os\nos.write(1, b'garbage' * 100)\nos.write(2, b'err')")
         assert session.execute("print('still fine')").output == "still fine\n"
@@ -149,15 +156,12 @@ def test_model_writing_to_fd1_cannot_corrupt_the_channel():
         session.close()
 
 
-def _hostile(tmp_path: Path, body: str) -> SubprocessSandbox:
+def _hostile(tmp_path: Path, body: str, tier: str) -> SubprocessSandbox:
+    """A sandbox whose worker is a hostile script speaking the frame protocol."""
     script = tmp_path / "hostile.py"
     script.write_text(textwrap.dedent(body))
-
-    class Hostile(SubprocessSandbox):
-        def argv(self, workdir):
-            return [sys.executable, "-I", str(script)]
-
-    return Hostile(limits=Limits(cell_timeout_s=2))
+    script.chmod(0o644)
+    return SubprocessSandbox(isolation=tier, worker=script, limits=Limits(cell_timeout_s=2))
 
 
 HANDSHAKE = """
@@ -184,8 +188,8 @@ recv()
     ],
     ids=["garbage", "oversized", "not-an-object", "unexpected-type", "truncated"],
 )
-def test_hostile_worker_frames_never_crash_the_host(tmp_path, behaviour):
-    sandbox = _hostile(tmp_path, HANDSHAKE + behaviour + "\nimport time; time.sleep(30)\n")
+def test_hostile_worker_frames_never_crash_the_host(tmp_path, behaviour, tier):
+    sandbox = _hostile(tmp_path, HANDSHAKE + behaviour + "\nimport time; time.sleep(30)\n", tier)
     session = sandbox.start("c", echo)
     try:
         result = session.execute("1")
@@ -195,7 +199,7 @@ def test_hostile_worker_frames_never_crash_the_host(tmp_path, behaviour):
         session.close()
 
 
-def test_unknown_method_is_an_error_reply(tmp_path):
+def test_unknown_method_is_an_error_reply(tmp_path, tier):
     body = (
         HANDSHAKE
         + """
@@ -210,7 +214,7 @@ import time; time.sleep(30)
     def handler(name, params):
         raise NameError(f"no host function named {name!r}")
 
-    session = _hostile(tmp_path, body).start("c", handler)
+    session = _hostile(tmp_path, body, tier).start("c", handler)
     try:
         result = session.execute("1")
         assert '"ok": false' in result.output and "os.system" in result.output

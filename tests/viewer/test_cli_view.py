@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import synth
+import synth  # tests/trace/synth.py, loaded by this directory's conftest
 
 from rlmagent import FunctionEngine, RLMAgent, ScriptedEngine
 from rlmagent.cli import main

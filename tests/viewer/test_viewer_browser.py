@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import synth
+import synth  # tests/trace/synth.py, loaded by this directory's conftest
 
 from rlmagent import FunctionEngine, RLMAgent, ScriptedEngine
 from rlmagent.viewer import write_html

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import synth
+import synth  # tests/trace/synth.py, loaded by this directory's conftest
 
 from rlmagent import events as ev
 from rlmagent.errors import UsageError

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlmagent.bench.items import BenchItem
+from rlmagent.budget import Budget
 from rlmagent.engines.base import Engine, estimate_tokens
 from rlmagent.errors import EngineError, RLMError, UsageError
 from rlmagent.types import Completion, Message, ModelUsage
@@ -79,7 +80,8 @@ class MethodConfig:
     ``window`` is the model's context window in (estimated) tokens; ``max_tokens`` the
     answer (and notes) length of the baselines. ``max_turns``, ``rlm_max_tokens`` and
     ``max_concurrency`` go to :class:`~rlmagent.RLMAgent`; ``sandbox`` builds its
-    sandbox (None: the agent's default, a subprocess). ``overflow_check`` decides when
+    sandbox (None: the agent's default, a subprocess); ``budget`` caps each RLM item
+    (a :class:`~rlmagent.budget.Budget`; None: no cap). ``overflow_check`` decides when
     ``direct`` is a context overflow: ``"estimate"`` (no call when the estimated prompt
     plus ``max_tokens`` exceeds ``window``) or ``"engine"`` (always call; the engine's
     own context-length error is the overflow, which uses the model's real tokenizer).
@@ -94,6 +96,7 @@ class MethodConfig:
     max_concurrency: int = 16
     sandbox: Callable[[], Any] | None = None
     overflow_check: str = "estimate"
+    budget: Budget | None = None
 
     def __post_init__(self) -> None:
         if self.overflow_check not in OVERFLOW_CHECKS:
@@ -276,6 +279,7 @@ async def rlm(
         max_concurrency=config.max_concurrency,
         sandbox=config.sandbox() if config.sandbox is not None else None,
         sub_calls=sub_calls,
+        budget=config.budget,
     )
     try:
         result = await agent.arun(item.question, context=item.context)

@@ -105,6 +105,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default), or the engine's own context-length error (the real tokenizer)",
     )
     run.add_argument("--max-turns", type=int, default=10, metavar="N", help="RLM root turns")
+    run.add_argument(
+        "--rlm-max-calls",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cap the engine calls of one RLM item (default: no cap)",
+    )
+    run.add_argument(
+        "--rlm-max-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="cap the wall time of one RLM item; past it the item is an error (score 0)",
+    )
     run.add_argument("--temperature", type=float, default=0.0)
     run.add_argument(
         "--sandbox",
@@ -240,6 +254,14 @@ def _progress(quiet: bool) -> Any:
     return show
 
 
+def _budget(args: argparse.Namespace) -> Any:
+    if args.rlm_max_calls is None and args.rlm_max_seconds is None:
+        return None
+    from rlmagent.budget import Budget
+
+    return Budget(max_calls=args.rlm_max_calls, max_seconds=args.rlm_max_seconds)
+
+
 @_errors
 def handle_run(args: argparse.Namespace) -> int:
     from rlmagent.bench import (
@@ -274,6 +296,7 @@ def handle_run(args: argparse.Namespace) -> int:
         max_turns=args.max_turns,
         sandbox=sandbox,
         overflow_check=args.overflow_check,
+        budget=_budget(args),
     )
     results = run_bench(
         items,

@@ -11,7 +11,7 @@ from typing import Any
 
 from rlmagent.agent import RLMAgent
 from rlmagent.errors import RLMError, UsageError
-from rlmagent.events import EventBus
+from rlmagent.events import Event, EventBus, RunEnded
 from rlmagent.types import AgentResult, to_dict
 
 LOCAL_ROOT_TEMPERATURE = 0.0
@@ -57,9 +57,32 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-log", action="store_true", help="do not keep this run in the run log (rlm runs)"
     )
+    parser.add_argument(
+        "--max-depth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="recursion depth: 1 (default) = sub-calls are plain model calls; 2 or more "
+        "lets rlm_query/rlm_batch start child RLMs",
+    )
+    parser.add_argument(
+        "--cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="reuse temperature-0 answers from a SQLite file (PATH; alone: the user cache dir)",
+    )
+    limits = parser.add_argument_group("budget, over the root and every nested call")
+    limits.add_argument("--max-calls", type=int, default=None, metavar="N")
+    limits.add_argument("--max-tokens", type=int, default=None, metavar="N")
+    limits.add_argument("--max-cost", type=float, default=None, metavar="USD")
+    limits.add_argument("--max-seconds", type=float, default=None, metavar="S")
 
 
 def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
+    from rlmagent.budget import Budget
+    from rlmagent.cache import default_cache_path
     from rlmagent.engines import get_engine
     from rlmagent.sandbox import InProcessSandbox, SubprocessSandbox
 
@@ -89,6 +112,14 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
         max_concurrency=args.max_concurrency,
         sandbox=InProcessSandbox() if args.sandbox == "inprocess" else SubprocessSandbox(),
         trace=trace,
+        max_depth=args.max_depth,
+        budget=Budget(
+            max_calls=args.max_calls,
+            max_tokens=args.max_tokens,
+            max_cost_usd=args.max_cost,
+            max_seconds=args.max_seconds,
+        ),
+        cache=None if args.cache is None else (args.cache or default_cache_path()),
     )
 
 
@@ -100,7 +131,7 @@ def progress(args: argparse.Namespace, bus: EventBus) -> Any:
 
     from rlmagent.console import ConsoleProgress
 
-    display = ConsoleProgress(Console(stderr=True), show_answer=False)
+    display = ConsoleProgress(Console(stderr=True), show_answer=False, show_summary=False)
     bus.subscribe(display)
     return display
 
@@ -136,6 +167,8 @@ def report(
 def execute(args: argparse.Namespace, question: str, context: Any) -> AgentResult | int:
     """Build the agent, show progress, run; an error becomes a message and an exit code."""
     bus = EventBus()
+    ended: list[Event] = []
+    bus.subscribe(ended.append, RunEnded)
     try:
         agent = build_agent(args, bus)
         display = progress(args, bus)
@@ -150,8 +183,18 @@ def execute(args: argparse.Namespace, question: str, context: Any) -> AgentResul
     except RLMError as exc:
         print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("rlm: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # the run was cancelled and its sandboxes killed
+        root = [
+            e.result
+            for e in ended
+            if isinstance(e, RunEnded) and e.parent_id is None and e.result is not None
+        ]
+        answer = root[-1].metadata.get("partial_answer") if root else None
+        if answer is None:
+            print("rlm: interrupted (no answer yet)", file=sys.stderr)
+        else:
+            print("rlm: interrupted; the model's last FINAL value:", file=sys.stderr)
+            print(answer)
         return 130
 
 

@@ -10,6 +10,7 @@ from rlmagent.engines.pricing import Price, PriceTable
 from rlmagent.engines.registry import (
     DEFAULT_ENGINE_SPEC,
     ENTRY_POINT_GROUP,
+    NamedEngine,
     available_providers,
     get_engine,
     parse_spec,
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_ENGINE_SPEC",
     "ENTRY_POINT_GROUP",
     "Engine",
+    "NamedEngine",
     "Price",
     "PriceTable",
     "RetryPolicy",

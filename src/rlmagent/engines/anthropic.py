@@ -8,8 +8,7 @@ tokens include cache reads and writes (priced as cached input and at 1.25x input
 Extra keyword arguments of ``generate`` go into the request body, except ``stop``,
 which becomes ``stop_sequences``.
 
-``temperature`` is sent (in the request body: the SDK no longer takes it as an
-argument) only to models that accept it: Claude models released after Opus 4.6 take
+``temperature`` is sent only to models that accept it: Claude models released after Opus 4.6 take
 only their default sampling and are sent none. Names the engine does not recognise
 (e.g. an Anthropic-compatible gateway's) are sent it.
 """
@@ -102,6 +101,8 @@ class AnthropicEngine(SDKEngine):
             prices=PriceTable(prices),
         )
 
+    path = "/v1/messages"
+
     def _make_client(self, *, asynchronous: bool) -> Any:
         cls = self._sdk.AsyncAnthropic if asynchronous else self._sdk.Anthropic
         return cls(
@@ -121,30 +122,21 @@ class AnthropicEngine(SDKEngine):
         extra: dict[str, Any],
     ) -> dict[str, Any]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        chat = [m for m in messages if m["role"] != "system"]
-        body: dict[str, Any] = {}
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [m for m in messages if m["role"] != "system"],
+        }
+        if system:
+            body["system"] = system
         if accepts_temperature(model):
             body["temperature"] = temperature
-        body.update(extra.pop("extra_body", None) or {})
         stop = extra.pop("stop", None)
         if stop is not None:
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        body.update(extra.pop("extra_body", None) or {})
         body.update(extra)
-        request: dict[str, Any] = {
-            "model": model,
-            "max_tokens": max_tokens,
-            "messages": chat,
-            "extra_body": body,
-        }
-        if system:
-            request["system"] = system
-        return request
-
-    def _send(self, client: Any, request: dict[str, Any]) -> Any:
-        return client.messages.with_raw_response.create(**request)
-
-    async def _asend(self, client: Any, request: dict[str, Any]) -> Any:
-        return await client.messages.with_raw_response.create(**request)
+        return body
 
     def _classify(self, exc: BaseException) -> Failure | None:
         return classify_sdk_error(exc, self._sdk)

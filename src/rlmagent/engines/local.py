@@ -175,8 +175,12 @@ class LocalEngine:
         max_tokens: int = 1024,
         **kwargs: Any,
     ) -> Completion:
-        """One chat completion. Extra keyword arguments (``stop``, ``top_p``, ``seed``,
-        ``repeat_penalty``...) go to ``Llama.create_chat_completion``."""
+        """One chat completion with this engine's model file.
+
+        ``model`` only labels the completion (default: ``self.model``). Extra keyword
+        arguments (``stop``, ``top_p``, ``seed``, ``repeat_penalty``...) go to
+        ``Llama.create_chat_completion``; others are a :class:`UsageError`.
+        """
         model = model or self.model
         msgs = check_messages(messages)
         if not isinstance(max_tokens, int) or max_tokens < 1:

@@ -73,22 +73,31 @@ class LoopThread:
         return await asyncio.wrap_future(future)
 
     def close(self, cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
-        """Run ``cleanup()`` on the loop, then stop it. Safe to call twice."""
+        """Cancel what still runs, run ``cleanup()`` on the loop, then stop it.
+
+        Safe to call twice. Calls still in flight end with ``CancelledError``.
+        """
         with self._lock:
             loop, thread = self._loop, self._thread
             self._closed = True
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
-        if threading.current_thread() is thread:  # closing from inside: cannot wait here
+
+        async def finish() -> None:
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             if cleanup is not None:
-                loop.create_task(cleanup()).add_done_callback(lambda _: loop.stop())
-            else:
-                loop.stop()
+                await cleanup()
+
+        if threading.current_thread() is thread:  # closing from inside: cannot wait here
+            loop.create_task(finish()).add_done_callback(lambda _: loop.stop())
             return
-        if cleanup is not None:
-            done = asyncio.run_coroutine_threadsafe(cleanup(), loop)
-            with contextlib.suppress(Exception):  # a failing cleanup must not stop shutdown
-                done.result(timeout=CLOSE_TIMEOUT_S)
+        done = asyncio.run_coroutine_threadsafe(finish(), loop)
+        with contextlib.suppress(Exception):  # a failing cleanup must not stop shutdown
+            done.result(timeout=CLOSE_TIMEOUT_S)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=CLOSE_TIMEOUT_S)

@@ -182,19 +182,17 @@ class OpenAICompatEngine(SDKEngine):
         max_tokens: int,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {self.preset.max_tokens_field: max_tokens}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            self.preset.max_tokens_field: max_tokens,
+        }
         omit = self.preset.omit_temperature
         if omit is None or not omit(model):
             body["temperature"] = temperature
         body.update(extra.pop("extra_body", None) or {})
         body.update(extra)
-        return {"model": model, "messages": messages, "extra_body": body}
-
-    def _send(self, client: Any, request: dict[str, Any]) -> Any:
-        return client.chat.completions.with_raw_response.create(**request)
-
-    async def _asend(self, client: Any, request: dict[str, Any]) -> Any:
-        return await client.chat.completions.with_raw_response.create(**request)
+        return body
 
     def _classify(self, exc: BaseException) -> Failure | None:
         return classify_sdk_error(exc, self._sdk)

@@ -25,7 +25,7 @@ import inspect
 import threading
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from rlmagent.engines.base import Engine
 from rlmagent.errors import UsageError
@@ -35,6 +35,14 @@ DEFAULT_ENGINE_SPEC = "local:qwen2.5-coder-1.5b"
 """The engine used when no model is given: the embedded local model (no server, no key)."""
 
 BUILTIN_DISTRIBUTION = "rlmagent"
+
+
+@runtime_checkable
+class NamedEngine(Engine, Protocol):
+    """An engine that knows the model it was built for (what :func:`get_engine` returns)."""
+
+    model: str
+
 
 EngineFactory = Callable[..., Engine]
 """``factory(model: str, **options) -> Engine``."""
@@ -138,7 +146,7 @@ def _check_options(provider: str, factory: EngineFactory, model: str, options: d
         ) from None
 
 
-def get_engine(spec: str | None = None, **options: Any) -> Any:
+def get_engine(spec: str | None = None, **options: Any) -> NamedEngine:
     """Build the engine named by ``spec`` (``"provider:model"``; None: the default).
 
     ``options`` go to the provider's factory: ``base_url``, ``api_key``, ``timeout``,
@@ -152,6 +160,11 @@ def get_engine(spec: str | None = None, **options: Any) -> Any:
     engine = factory(model, **options)
     if not isinstance(engine, Engine):
         raise UsageError(f"the {provider} factory returned {type(engine).__name__}, not an Engine")
-    if not hasattr(engine, "model"):
-        engine.model = model  # type: ignore[attr-defined]
-    return engine
+    if not isinstance(getattr(engine, "model", None), str):
+        try:
+            engine.model = model  # type: ignore[attr-defined]
+        except AttributeError:  # a slotted or frozen engine: wrap nothing, say so
+            raise UsageError(
+                f"the {provider} engine has no 'model' attribute and cannot be given one"
+            ) from None
+    return engine  # type: ignore[return-value]

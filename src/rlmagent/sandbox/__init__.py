@@ -2,11 +2,12 @@
 
 from rlmagent.sandbox.base import FunctionSpec, Limits, Sandbox, Session
 from rlmagent.sandbox.inprocess import InProcessSandbox
-from rlmagent.sandbox.subprocess import SubprocessSandbox
+from rlmagent.sandbox.subprocess import IsolationWarning, SubprocessSandbox
 
 __all__ = [
     "FunctionSpec",
     "InProcessSandbox",
+    "IsolationWarning",
     "Limits",
     "Sandbox",
     "Session",

@@ -7,7 +7,7 @@ too (it runs with ``python -I -S``, without site-packages).
 
 Messages, worker -> host::
 
-    {"type": "ready"}
+    {"type": "ready", "hardening": [str]}                        # what the worker applied
     {"type": "call", "id": int, "method": str, "params": {...}}   # llm_query, tools...
     {"type": "done", "id": int, "output": str, "output_chars": int, "stderr": str,
      "stderr_chars": int, "error": str | None, "final": str | None}

@@ -1,75 +1,162 @@
-"""The default sandbox: model code runs in a separate worker process with resource limits.
+"""The default sandbox: model code runs in a separate worker process, isolated by the OS.
 
-What this tier isolates:
+Two tiers share one worker and one frame protocol; only the launch differs:
 
-- The host process's memory, objects and secrets in memory: the worker is another
-  process, started with an empty environment (no API keys), ``python -I -S`` (no user
-  site, no site-packages, no ``PYTHON*`` variables) and a private temporary work directory
-  as its cwd and ``HOME``, removed on close.
-- Runaway resource use: address space, CPU seconds per cell, file size, open files and
-  core dumps are capped with rlimits; a cell that outlives its wall-clock timeout is
-  killed with its whole process group, and a fresh worker (with the context) continues.
-- The channel: the host reads only length-prefixed JSON frames, bounded in size, and
-  treats anything malformed or unexpected as a dead worker, never as a host crash.
+- ``"bwrap"`` (the default where it works): the worker inside bubblewrap namespaces
+  (:mod:`rlmagent.sandbox.bwrap`): no network, no view of the host's files, home or
+  processes, a bounded private ``/tmp``, no capabilities, an unprivileged user.
+- ``"process"`` (the fallback): a plain child process (:mod:`rlmagent.sandbox.process`)
+  with an empty environment, ``python -I -S``, a private work directory and rlimits.
+  It does NOT isolate the file system, the network or the user's other processes: it
+  can read what the user running rlmagent can read, connect anywhere, and signal or
+  read ``/proc/<pid>/environ`` of the host process. Running as root, it has no process
+  limit either. See SECURITY.md.
 
-What it does NOT isolate (see SECURITY.md): the file system (the worker can read what the
-user running rlmagent can read), the network, other processes of the same user
-(including ``/proc/<pid>/environ``), and processes that leave the process group with
-``setsid``. For those, the bubblewrap tier adds namespaces.
+``SubprocessSandbox(isolation="auto")`` probes once per process whether bubblewrap works
+here and falls back to ``"process"`` with an :class:`IsolationWarning` (once) if not.
+
+Both tiers cap each cell's wall time, the worker's CPU time, memory, open files, file
+size and processes (see :class:`~rlmagent.sandbox.base.Limits`). A cell that outlives its
+time is killed with every process it started, and a fresh worker (with the context)
+continues: the model is told its variables are lost. The host reads only bounded
+length-prefixed JSON frames, never blocks on the worker without a deadline, and treats
+anything malformed or unexpected as a dead worker, never as a host crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import queue
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlmagent.errors import SandboxError
+from rlmagent.errors import SandboxError, UsageError
 from rlmagent.sandbox import protocol
 from rlmagent.sandbox.base import FunctionSpec, Handler, Limits, cut, stage_context
+from rlmagent.sandbox.bwrap import BwrapLauncher, find_bwrap
+from rlmagent.sandbox.process import ProcessLauncher, Worker
 from rlmagent.types import ExecResult
 
-try:
-    import resource
-except ImportError:  # pragma: no cover - not on Linux/macOS
-    resource = None  # type: ignore[assignment]
-
 WORKER = Path(__file__).with_name("worker.py")
+ISOLATIONS = ("auto", "bwrap", "process")
 START_TIMEOUT_S = 30.0
 MAX_ERROR_CHARS = 20_000
+PROBE_TIMEOUT_S = 10.0
+
+Launcher = BwrapLauncher | ProcessLauncher
 
 
-def clean_env(workdir: Path) -> dict[str, str]:
-    """The whole environment of a worker: nothing inherited from the host."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
-    }
+class IsolationWarning(RuntimeWarning):
+    """The sandbox runs with weaker isolation than asked for (``auto`` fell back)."""
+
+
+_probe_lock = threading.Lock()
+_probe_results: dict[tuple[str, str], str | None] = {}
+_warned: set[str] = set()
+
+
+def bwrap_problem(bwrap: str | None, python: str) -> str | None:
+    """Why the bubblewrap tier does not work here, or None if it does.
+
+    The probe starts a real worker under bwrap and runs one cell (tens of ms); its
+    answer is cached for the life of the process.
+    """
+    if not sys.platform.startswith("linux"):
+        return "bubblewrap needs Linux"
+    if bwrap is None:
+        return "bwrap is not installed (Debian/Ubuntu package: bubblewrap)"
+    key = (bwrap, os.path.realpath(python))
+    with _probe_lock:
+        if key not in _probe_results:
+            _probe_results[key] = _probe(bwrap, python)
+        return _probe_results[key]
+
+
+def _probe(bwrap: str, python: str) -> str | None:
+    limits = Limits(cell_timeout_s=PROBE_TIMEOUT_S)
+    launcher = BwrapLauncher(bwrap, python, WORKER, limits)
+    try:
+        with SubprocessSession(launcher, limits, None, _no_calls, (), 100) as session:
+            result = session.execute("1 + 1")
+    except (SandboxError, OSError) as exc:
+        return f"bwrap does not work here: {exc}"
+    if result.output != "2\n":
+        return f"a cell under bwrap failed: {result.error or result.output!r}"
+    return None
+
+
+def _no_calls(name: str, params: dict[str, Any]) -> Any:
+    raise NameError(f"no host function {name!r}")
 
 
 class SubprocessSandbox:
-    """Runs each session in a worker subprocess with rlimits (see the module docstring)."""
+    """Runs each session in an OS-isolated worker process (see the module docstring).
 
-    isolation = "process"
+    ``isolation``: ``"auto"`` (bubblewrap if it works here, else ``"process"`` with a
+    warning), ``"bwrap"`` (fail if it does not work) or ``"process"``. ``python`` is the
+    interpreter of the worker (default: this one); ``bwrap`` the bubblewrap executable
+    (default: found on the system PATH); ``worker`` the worker script (tests replace it
+    with hostile stand-ins).
+    """
 
-    def __init__(self, *, limits: Limits | None = None, python: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        isolation: str = "auto",
+        limits: Limits | None = None,
+        python: str | None = None,
+        bwrap: str | None = None,
+        worker: str | Path | None = None,
+    ) -> None:
+        if isolation not in ISOLATIONS:
+            raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
+        self.requested = isolation
         self.limits = limits or Limits()
         self.python = python or sys.executable
+        self.bwrap = bwrap or find_bwrap()
+        self.worker = Path(worker) if worker is not None else WORKER
+        self._launcher: Launcher | None = None
 
-    def argv(self, workdir: Path) -> list[str]:
-        """The command that starts a worker (a subclass may wrap it, e.g. in bwrap)."""
-        return [self.python, "-I", "-S", "-B", str(WORKER)]
+    @property
+    def isolation(self) -> str:
+        """The tier sessions run in: ``"bwrap"`` or ``"process"``. For ``"auto"`` the
+        first use probes bubblewrap; a forced ``"bwrap"`` that cannot work fails in
+        :meth:`start`."""
+        if self.requested == "bwrap" and self._launcher is None:
+            return "bwrap"
+        return self.launcher().isolation
+
+    def launcher(self) -> Launcher:
+        """The launcher of the tier in use; raises SandboxError if ``"bwrap"`` cannot work."""
+        if self._launcher is None:
+            self._launcher = self._choose()
+        return self._launcher
+
+    def _choose(self) -> Launcher:
+        if self.requested == "process":
+            return ProcessLauncher(self.python, self.worker)
+        problem = bwrap_problem(self.bwrap, self.python)
+        if problem is None:
+            assert self.bwrap is not None
+            return BwrapLauncher(self.bwrap, self.python, self.worker, self.limits)
+        if self.requested == "bwrap":
+            raise SandboxError(f"bubblewrap isolation was requested but {problem}")
+        if problem not in _warned:
+            _warned.add(problem)
+            warnings.warn(
+                f"sandbox isolation is 'process' (no namespaces: model code can read your "
+                f"files and use the network) because {problem}",
+                IsolationWarning,
+                stacklevel=3,
+            )
+        return ProcessLauncher(self.python, self.worker)
 
     def start(
         self,
@@ -79,7 +166,9 @@ class SubprocessSandbox:
         functions: Sequence[FunctionSpec] = (),
         max_output_chars: int = 10_000,
     ) -> SubprocessSession:
-        return SubprocessSession(self, context, handler, functions, max_output_chars)
+        return SubprocessSession(
+            self.launcher(), self.limits, context, handler, functions, max_output_chars
+        )
 
 
 class SubprocessSession:
@@ -87,22 +176,26 @@ class SubprocessSession:
 
     def __init__(
         self,
-        sandbox: SubprocessSandbox,
+        launcher: Launcher,
+        limits: Limits,
         context: Any,
         handler: Handler,
         functions: Sequence[FunctionSpec],
         max_output_chars: int,
     ) -> None:
-        self.sandbox = sandbox
-        self.isolation = sandbox.isolation
+        self.launcher = launcher
+        self.limits = limits
+        self.isolation = launcher.isolation
         self.handler = handler
         self.max_output_chars = max_output_chars
         self.workdir = Path(tempfile.mkdtemp(prefix="rlm-"))
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._context = context
+        self._worker: Worker | None = None
         self._cell = 0
+        self.hardening: tuple[str, ...] = ()
+        """Protections beyond the tier's own, e.g. ``("seccomp",)`` (see SECURITY.md)."""
         try:
-            self._context_file, self._context_kind = stage_context(context, self.workdir)
+            self._stage()
             self._init = {
                 "type": "init",
                 "context_path": self._context_file,
@@ -115,129 +208,91 @@ class SubprocessSession:
             self.close()
             raise
 
+    # -- the context file ---------------------------------------------------------------
+
+    def _stage(self) -> None:
+        self._context_file, self._context_kind = stage_context(self._context, self.workdir)
+        self._signature = self._file_signature()
+        if self._context_file is not None:
+            os.chmod(self.workdir / self._context_file, 0o444)
+
+    def _file_signature(self) -> tuple[int, int, int] | None:
+        if self._context_file is None:
+            return None
+        try:
+            st = os.lstat(self.workdir / self._context_file)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _restage_if_changed(self) -> None:
+        """Model code of the plain tier can replace the context file: write it again."""
+        if self._context_file is None or (
+            self._signature is not None and self._file_signature() == self._signature
+        ):
+            return
+        if os.path.islink(self.workdir) or not os.path.isdir(self.workdir):
+            raise SandboxError(f"the sandbox work directory {self.workdir} was replaced")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.workdir / self._context_file)
+        self._stage()
+
     # -- process management -------------------------------------------------------------
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        """Host pid of the Python worker process (None while none runs)."""
+        return self._worker.pid if self._worker else None
+
+    def processes(self) -> list[int]:
+        """Host pids of every live process of this session's sandbox (diagnostics)."""
+        return self._worker.processes() if self._worker else []
 
     def _spawn(self) -> None:
-        limits = self.sandbox.limits
-        self._inbox = queue.Queue()
-        try:
-            proc = subprocess.Popen(
-                self.sandbox.argv(self.workdir),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                cwd=self.workdir,
-                env=clean_env(self.workdir),
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SandboxError(f"could not start the sandbox worker: {exc}") from exc
-        self._proc = proc
-        if resource is not None:  # before any model code can run
-            for name, value in (
-                ("RLIMIT_AS", limits.memory_bytes),
-                ("RLIMIT_FSIZE", limits.file_size_bytes),
-                ("RLIMIT_NOFILE", limits.open_files),
-                ("RLIMIT_CORE", 0),
-            ):
-                self._prlimit(name, value, value)
-        threading.Thread(target=self._read_loop, args=(proc, self._inbox), daemon=True).start()
-        self._send(self._init)
-        kind, message = self._next(START_TIMEOUT_S)
-        if kind != "frame" or message.get("type") != "ready":
+        self._restage_if_changed()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        if isinstance(self.launcher, BwrapLauncher):
+            files = [self._context_file] if self._context_file else []
+            worker = self.launcher.launch(self.workdir, files)
+        else:
+            worker = self.launcher.launch(self.workdir)
+        self._worker = worker
+        kind, message = "eof", None
+        if worker.channel.send({**self._init, **worker.init}, deadline):
+            kind, message = worker.channel.receive(deadline)
+        if kind != "frame" or not isinstance(message, dict) or message.get("type") != "ready":
+            errors = worker.startup_errors()
             self._kill()
-            raise SandboxError(f"the sandbox worker did not start ({kind}: {message})")
-
-    def _prlimit(self, name: str, soft: int, hard: int) -> None:
-        if self._proc is None or resource is None or not hasattr(resource, name):
-            return
-        try:
-            resource.prlimit(self._proc.pid, getattr(resource, name), (soft, hard))
-        except (OSError, ValueError):
-            pass  # the worker already exited; the next read reports it
-
-    def _cpu_used(self) -> int:
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) // os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    @staticmethod
-    def _read_loop(proc: subprocess.Popen[bytes], inbox: queue.Queue[tuple[str, Any]]) -> None:
-        stream = proc.stdout
-        assert stream is not None
-        try:
-            while True:
-                message = protocol.read_frame(stream)
-                if message is None:
-                    inbox.put(("eof", None))
-                    return
-                inbox.put(("frame", message))
-        except protocol.FrameError as exc:
-            inbox.put(("garbage", str(exc)))
-        except (OSError, ValueError) as exc:
-            inbox.put(("eof", str(exc)))
-
-    def _send(self, message: dict[str, Any]) -> bool:
-        if self._proc is None or self._proc.stdin is None:
-            return False
-        try:
-            protocol.write_frame(self._proc.stdin, message)  # type: ignore[arg-type]
-            return True
-        except (OSError, ValueError):
-            return False
-
-    def _next(self, timeout: float) -> tuple[str, Any]:
-        try:
-            return self._inbox.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            return "timeout", None
+            raise SandboxError(
+                f"the sandbox worker did not start ({kind}: {message}); "
+                f"it said: {errors or '(nothing)'}"
+            )
+        worker.ready(self.limits, message)
+        self.hardening = tuple(worker.hardening)
 
     def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.kill()
 
     # -- cells --------------------------------------------------------------------------
 
     def execute(self, code: str) -> ExecResult:
         """Run one cell; a timeout or a dead worker becomes an error the model sees."""
-        if self._proc is None:
+        if self._worker is None:
             self._spawn()
-        limits = self.sandbox.limits
+        worker = self._worker
+        assert worker is not None
+        limits = self.limits
         started = time.monotonic()
         self._cell += 1
         cell = self._cell
-        cpu = self._cpu_used() + limits.cpu_seconds
-        self._prlimit("RLIMIT_CPU", cpu, cpu + 5)
-        if not self._send({"type": "exec", "id": cell, "code": code}):
-            return self._lost("the REPL process had died", started)
+        worker.limit_cpu(limits.cpu_seconds)
         deadline = started + limits.cell_timeout_s
+        if not worker.channel.send({"type": "exec", "id": cell, "code": code}, deadline):
+            return self._lost(f"the REPL process had died ({worker.exit_reason()})", started)
         while True:
-            kind, message = self._next(deadline - time.monotonic())
+            kind, message = worker.channel.receive(deadline)
             if kind == "timeout":
                 return self._lost(
                     f"the cell timed out after {limits.cell_timeout_s:g} s of run time",
@@ -245,20 +300,32 @@ class SubprocessSession:
                     timed_out=True,
                 )
             if kind != "frame":
-                code_ = self._proc.poll() if self._proc else None
-                why = f"exit status {code_}" if code_ is not None else f"{kind}: {message}"
-                return self._lost(f"the REPL process died ({why})", started)
+                return self._lost(
+                    f"the REPL process died ({self._why(worker, kind, message)})", started
+                )
             mtype = message.get("type")
             if mtype == "call":
                 waited = time.monotonic()
                 reply = self._answer(message)
                 deadline += time.monotonic() - waited  # host time does not count
-                if not self._send(reply):
-                    return self._lost("the REPL process died during a call", started)
+                if not worker.channel.send(reply, deadline):
+                    return self._lost("the REPL process stopped reading during a call", started)
             elif mtype == "done" and message.get("id") == cell:
                 return self._result(message, time.monotonic() - started)
             else:
                 return self._lost(f"the REPL process sent an unexpected {mtype!r} frame", started)
+
+    def _why(self, worker: Worker, kind: str, message: Any) -> str:
+        if kind == "garbage":
+            return f"it sent a malformed frame: {message}"
+        worker._reap(1.0)
+        reason = worker.exit_reason()
+        if "SIGKILL" in reason or "SIGXCPU" in reason:
+            reason += (
+                f"; a limit may have been hit: {self.limits.cpu_seconds} s of CPU time per "
+                f"cell, or {self.limits.processes} processes"
+            )
+        return reason
 
     def _answer(self, message: dict[str, Any]) -> dict[str, Any]:
         call_id = message.get("id")

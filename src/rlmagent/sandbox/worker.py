@@ -12,7 +12,7 @@ later turns.
 
 from __future__ import annotations
 
-import ast
+import _ast  # not ``ast``: importing ast costs more than the rest of the worker's start
 import builtins
 import io
 import json
@@ -20,7 +20,6 @@ import linecache
 import os
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,8 @@ if __package__:
 else:  # run as a script inside the sandbox
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import protocol  # type: ignore[import-not-found, no-redef]
+
+    del sys.path[0]  # the package's other modules must not shadow the stdlib's
 
 CallHost = Callable[[str, dict[str, Any]], Any]
 MAX_TRACEBACK_LINES = 30
@@ -157,10 +158,10 @@ class Repl:
         sys.stdout, sys.stderr = out, err
         try:
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-            tree = ast.parse(code, filename, "exec")
+            tree: Any = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)
             last = None
-            if tree.body and isinstance(tree.body[-1], ast.Expr):
-                last = ast.Expression(tree.body.pop().value)  # type: ignore[attr-defined]
+            if tree.body and isinstance(tree.body[-1], _ast.Expr):
+                last = _ast.Expression(tree.body.pop().value)
             exec(compile(tree, filename, "exec"), self.namespace)
             if last is not None:
                 value = eval(compile(last, filename, "eval"), self.namespace)
@@ -188,15 +189,15 @@ class Repl:
 
     @staticmethod
     def _format_error(exc: BaseException, filename: str) -> str:
+        import traceback
+
         if isinstance(exc, SyntaxError) and exc.filename == filename:
             lines = traceback.format_exception_only(type(exc), exc)
         else:
             frames = [
                 f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<")
             ]
-            lines = traceback.format_list(frames) + traceback.format_exception_only(
-                type(exc), exc
-            )
+            lines = traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
             lines.insert(0, "Traceback (most recent call last):\n")
         text = "".join(lines).splitlines()
         if len(text) > MAX_TRACEBACK_LINES:
@@ -214,6 +215,47 @@ def load_context(path: str | None, kind: str) -> Any:
         return json.load(f) if kind == "json" else f.read()
 
 
+def drop_privileges(user: Any) -> None:
+    """Switch to ``[uid, gid]`` for good (the bubblewrap tier on a root host)."""
+    uid, gid = int(user[0]), int(user[1])
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getgroups():
+        raise SystemExit(3)  # fail closed: never run model code with privileges
+
+
+def harden(options: dict[str, Any]) -> list[str]:
+    """Plain tier: die with the host, adopt orphaned descendants (so that they can be
+    killed), and install the host's seccomp filter. Returns what was applied."""
+    if not sys.platform.startswith("linux"):
+        return []
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return []
+    applied = []
+    if options.get("parent_death_signal") and prctl(1, 9, 0, 0, 0) == 0:  # PDEATHSIG, KILL
+        applied.append("parent_death_signal")
+    if options.get("subreaper") and prctl(36, 1, 0, 0, 0) == 0:  # PR_SET_CHILD_SUBREAPER
+        applied.append("subreaper")
+    program = options.get("seccomp")
+    if isinstance(program, str) and program:
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        code = bytes.fromhex(program)
+        buffer = ctypes.create_string_buffer(code, len(code))
+        fprog = SockFprog(len(code) // 8, ctypes.addressof(buffer))
+        # PR_SET_NO_NEW_PRIVS, then PR_SET_SECCOMP with SECCOMP_MODE_FILTER
+        if prctl(38, 1, 0, 0, 0) == 0 and prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0:
+            applied.append("seccomp")
+    return applied
+
+
 def main() -> int:
     # Keep private copies of the channel and point fds 0-2 elsewhere, so model code that
     # writes to fd 1 directly cannot corrupt the frame stream by accident.
@@ -227,6 +269,9 @@ def main() -> int:
     init = protocol.read_frame(rx)
     if init is None or init.get("type") != "init":
         return 2
+    if init.get("user") is not None:
+        drop_privileges(init["user"])
+    hardening = harden(init["harden"]) if isinstance(init.get("harden"), dict) else []
     lock = threading.Lock()
     next_id = iter(range(1, 1 << 62))
 
@@ -253,7 +298,7 @@ def main() -> int:
     )
     repl.scaffold["HostCallError"] = HostCallError
     repl.namespace["HostCallError"] = HostCallError
-    protocol.write_frame(tx, {"type": "ready"})
+    protocol.write_frame(tx, {"type": "ready", "hardening": hardening})
     while True:
         message = protocol.read_frame(rx)
         if message is None or message.get("type") != "exec":

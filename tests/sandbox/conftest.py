@@ -1,0 +1,12 @@
+"""The ``tier`` fixture: every sandbox test that takes it runs against every tier."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import TIERS, check_tier
+
+
+@pytest.fixture(params=TIERS)
+def tier(request: pytest.FixtureRequest) -> str:
+    return check_tier(str(request.param))

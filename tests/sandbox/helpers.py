@@ -1,0 +1,77 @@
+"""Shared pieces of the sandbox tests: the tiers, a recording host and session helpers.
+
+Every adversarial case runs against every tier (the ``tier`` fixture, see conftest.py).
+The bubblewrap tier is skipped only when ``bwrap`` is not installed; installed but
+broken is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from rlmagent.sandbox import FunctionSpec, Limits, SubprocessSandbox
+from rlmagent.sandbox.bwrap import find_bwrap
+from rlmagent.sandbox.process import wait_gone
+from rlmagent.sandbox.subprocess import SubprocessSession, bwrap_problem
+
+BWRAP = find_bwrap()
+IS_ROOT = os.geteuid() == 0
+ECHO = [FunctionSpec("llm_query", "echo")]
+
+TIERS = [
+    pytest.param("bwrap", marks=pytest.mark.skipif(BWRAP is None, reason="bwrap is not installed")),
+    "process",
+]
+
+
+def check_tier(name: str) -> str:
+    """``name``, after failing loudly if bwrap is installed but does not work."""
+    if name == "bwrap":
+        problem = bwrap_problem(BWRAP, sys.executable)
+        assert problem is None, f"bwrap is installed but the tier does not work: {problem}"
+    return name
+
+
+class Recorder:
+    """A host handler that answers ``llm_query`` by echoing and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, name: str, params: dict[str, Any]) -> Any:
+        self.calls.append((name, params))
+        if name != "llm_query":
+            raise NameError(f"no host function named {name!r}")
+        return f"echo:{params['args'][0]}"
+
+
+@contextmanager
+def open_session(
+    tier: str, context: Any = "the context", handler: Any = None, **limits: Any
+) -> Iterator[SubprocessSession]:
+    """A session of ``tier``; on exit every one of its processes must be gone."""
+    sandbox = SubprocessSandbox(isolation=tier, limits=Limits(**limits))
+    session = sandbox.start(context, handler or Recorder(), functions=ECHO)
+    try:
+        yield session
+    finally:
+        pids = session.processes()
+        session.close()
+        left = [pid for pid in pids if not wait_gone(pid, 5.0)]
+        assert not left, f"processes survived close(): {left}"
+
+
+def assert_continues(session: SubprocessSession, *, state: str | None = None) -> None:
+    """The run can go on: the context is there, and ``state`` (a variable) if given."""
+    result = session.execute("print(len(context))")
+    assert result.error is None, result.error
+    assert result.output.strip().isdigit()
+    if state is not None:
+        kept = session.execute(f"print({state})")
+        assert kept.error is None, kept.error
