@@ -586,7 +586,7 @@ class _Run:
             self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=observation))
             if final is not None:
                 return final
-            messages.append({"role": "assistant", "content": reply})
+            messages.append({"role": "assistant", "content": parsing.for_history(reply)})
             messages.append({"role": "user", "content": observation})
         turn = agent.max_turns + 1
         if ledger is not None and ledger.exhausted is not None:

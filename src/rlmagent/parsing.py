@@ -107,3 +107,17 @@ def find_final(text: str) -> FinalMarker | None:
         else:
             found = FinalMarker("value", _unquote(arg))
     return found
+
+
+def for_history(text: str) -> str:
+    """The reply as kept in the conversation: cut after its last code block.
+
+    Small models often go on after a block with an invented ``Output: ...`` and then
+    believe it over the real output; the real output follows in the next message.
+    """
+    end = None
+    for match in _FENCE.finditer(text):
+        lang, body = match.group(1).lower(), match.group(2)
+        if body.strip() and (lang in CODE_LANGS or (not lang and _does_something(body))):
+            end = match.end()
+    return text if end is None else text[:end]

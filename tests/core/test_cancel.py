@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from proctree import alive, describe, descendants, sandbox_processes, workers
+from proctree import alive, descendants, describe, sandbox_processes, workers
 
 from rlmagent import EventBus, FunctionEngine, RLMAgent
 from rlmagent.events import CodeStarted, Event, RunEnded, SubCallEnded, SubCallStarted

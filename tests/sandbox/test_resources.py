@@ -271,3 +271,22 @@ def test_a_session_outlives_the_thread_that_started_it(tier):
         assert result.error is None and result.output == "7\n", result
     finally:
         session.close()
+
+
+def test_opening_too_many_files_stops_at_the_limit(tier):
+    code = """
+handles = []
+try:
+    while True:
+        handles.append(open("context.txt"))
+except OSError as exc:
+    print(len(handles), exc.strerror)
+for handle in handles:
+    handle.close()
+"""
+    with open_session(tier, open_files=64) as session:
+        result = session.execute(code)
+        assert result.error is None, result.error
+        count, message = result.output.strip().split(" ", 1)
+        assert message == "Too many open files" and int(count) < 64
+        assert_continues(session, state="handles")

@@ -16,6 +16,9 @@ from rlmagent.types import AgentResult, to_dict
 
 LOCAL_ROOT_TEMPERATURE = 0.0
 """Measured on the 1.5B local root: temperature 0 beat 0.3 (see FACTS / BENCHMARKS)."""
+LOCAL_ROOT_MAX_TOKENS = 384
+"""The 1.5B root's useful replies stay under ~100 tokens; longer ones are invented output."""
+LOCAL_SUB_TEMPERATURE = 0.0
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +46,19 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="root temperature (default 0.7; 0 for the local model)",
+    )
+    parser.add_argument(
+        "--sub-temperature",
+        type=float,
+        default=None,
+        help="temperature of sub-calls (default 0.3; 0 for the local model)",
+    )
+    parser.add_argument(
+        "--reply-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest root reply in tokens (default 2048; 384 for the local model)",
     )
     parser.add_argument("--max-concurrency", type=int, default=16, metavar="N")
     parser.add_argument(
@@ -93,9 +109,14 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
     # A separate engine object for sub-calls: for the local model it keeps the root's
     # prompt cache warm (FACTS.md); for servers a second client costs nothing.
     sub_engine = get_engine(sub_spec, **options)
+    local = engine.provider == "local"
     temperature = args.temperature
     if temperature is None:
-        temperature = LOCAL_ROOT_TEMPERATURE if engine.provider == "local" else 0.7
+        temperature = LOCAL_ROOT_TEMPERATURE if local else 0.7
+    sub_temperature = args.sub_temperature
+    if sub_temperature is None:
+        sub_temperature = LOCAL_SUB_TEMPERATURE if sub_engine.provider == "local" else 0.3
+    reply_tokens = args.reply_tokens or (LOCAL_ROOT_MAX_TOKENS if local else 2048)
     trace = args.trace
     if trace is None and not args.no_log:
         from rlmagent.trace import new_run_path, runs_dir
@@ -109,6 +130,8 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
         bus=bus,
         max_turns=args.max_turns,
         temperature=temperature,
+        max_tokens=reply_tokens,
+        sub_temperature=sub_temperature,
         max_concurrency=args.max_concurrency,
         sandbox=InProcessSandbox() if args.sandbox == "inprocess" else SubprocessSandbox(),
         trace=trace,
