@@ -352,7 +352,7 @@ class HostFunctions:
         """A child RLM on ``context`` answering ``prompt``; a plain sub-call at the limit."""
         if not self.tree.can_recurse(self.depth):
             return await self.query(_with_context(prompt, context), batch_id=batch_id)
-        from rlmagent.agent import _Run  # the loop lives there; it imports this module
+        from rlmagent.loop import Run  # the loop imports this module
 
         context = check_context(context)
         child_agent = self.agent.child_agent or self.agent
@@ -370,7 +370,7 @@ class HostFunctions:
         run = None
         try:
             async with self.tree.child_slot(self.depth + 1):
-                run = _Run(
+                run = Run(
                     child_agent,
                     self.tree,
                     prompt,

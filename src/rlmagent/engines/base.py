@@ -107,12 +107,11 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             future.set_exception(value)
 
     def job() -> None:
+        value: Any
         try:
-            result = fn(*args, **kwargs)
+            value, ok = fn(*args, **kwargs), True
         except BaseException as exc:  # handed to the awaiting task, not swallowed
-            ok, value = False, exc
-        else:
-            ok, value = True, result
+            value, ok = exc, False
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
             loop.call_soon_threadsafe(settle, ok, value)
 
