@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from rlmagent import prompts
 from rlmagent.budget import Budget, BudgetLedger, UsageMeter, price_of
 from rlmagent.cache import CompletionCache
-from rlmagent.calls import HostFunctions, Tree
+from rlmagent.calls import HostFunctions
 from rlmagent.engines.base import Engine
 from rlmagent.errors import UsageError
 from rlmagent.events import (
@@ -25,6 +25,7 @@ from rlmagent.loop import Run
 from rlmagent.sandbox.base import Sandbox, check_context
 from rlmagent.sandbox.subprocess import SubprocessSandbox
 from rlmagent.tools import Tool, check_tools, signature
+from rlmagent.tree import Tree
 from rlmagent.types import AgentResult
 
 T = TypeVar("T")

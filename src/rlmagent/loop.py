@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlmagent import parsing, prompts
 from rlmagent.budget import UsageMeter, estimate_prompt
-from rlmagent.calls import HostFunctions, Tree
+from rlmagent.calls import HostFunctions
 from rlmagent.context import describe_context, summary
 from rlmagent.engines.base import run_blocking
 from rlmagent.errors import BudgetExceeded, RLMError
@@ -30,6 +30,7 @@ from rlmagent.events import (
     TurnStarted,
 )
 from rlmagent.sandbox.base import Session
+from rlmagent.tree import Tree
 from rlmagent.types import AgentResult, Cell, Completion, Message, Step
 
 if TYPE_CHECKING:
