@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rlmagent.parsing import FinalMarker, code_blocks, find_final, has_unclosed_block, prose
+from rlmagent.parsing import (
+    FinalMarker,
+    code_blocks,
+    find_final,
+    for_history,
+    has_unclosed_block,
+    prose,
+)
 
 
 def test_tagged_blocks_in_order():
@@ -60,3 +67,15 @@ def test_unclosed_block():
 )
 def test_find_final_in_prose(text, marker):
     assert find_final(text) == marker
+
+
+def test_history_keeps_opening_prose_and_blocks_only():
+    reply = (
+        "Let me search.\n```repl\nprint(1)\n```\nThe REPL shows: 99\n```repl\nFINAL('99')\n```\n"
+        "Done: FINAL(99)"
+    )
+    kept = for_history(reply)
+    assert kept.startswith("Let me search.\n```repl\nprint(1)\n```")
+    assert "FINAL('99')" in kept
+    assert "The REPL shows" not in kept and "Done" not in kept
+    assert for_history("no code at all") == "no code at all"

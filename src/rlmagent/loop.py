@@ -304,20 +304,27 @@ class Run:
             elif blocks:
                 code_has_run = True
                 reminded = False
+                unseen: str | None = None
                 for index, code in enumerate(blocks, 1):
                     cell = await self._execute(turn, index, code)
                     cells.append(cell)
                     if cell.result.final is not None:
-                        final = self._candidate(cell.result.final)
-                        self.metadata["stop_reason"] = "final"
+                        value = self._candidate(cell.result.final)
+                        if _blind(cells) and value != last_final:
+                            unseen = value  # answered before seeing earlier blocks' output
+                        else:
+                            final = value
+                            self.metadata["stop_reason"] = "final"
                         break
                 marker_value = await self._resolve(marker, turn, cells) if marker else None
                 self._candidate(marker_value)
                 if final is None and marker_value is not None and marker_value == last_final:
                     final = marker_value  # the same FINAL twice in a row: confirmed
                     self.metadata["stop_reason"] = "final_repeated"
-                last_final = marker_value
+                last_final = unseen if unseen is not None else marker_value
                 observation = self._observation(cells)
+                if unseen is not None:
+                    observation += "\n\n" + prompts.render("unseen", value=unseen)
             elif marker is not None:
                 value = self._candidate(await self._resolve(marker, turn, cells))
                 if value is not None and (code_has_run or value == last_final):
@@ -451,6 +458,15 @@ def _wait_all(events: list[threading.Event], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for event in events:
         event.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _blind(cells: list[Cell]) -> bool:
+    """Whether the last cell ran after earlier cells of the same reply showed something.
+
+    A FINAL there was written before the model could read that output (small models
+    write a search, an invented output and a FINAL in one reply).
+    """
+    return any(c.result.output.strip() or c.result.error for c in cells[:-1])
 
 
 def _plain_answer(reply: str) -> str:

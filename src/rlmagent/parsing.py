@@ -36,14 +36,21 @@ def _does_something(code: str) -> bool:
     return False
 
 
+def _code_fences(text: str) -> list[re.Match[str]]:
+    return [
+        match
+        for match in _FENCE.finditer(text)
+        if match.group(2).strip()
+        and (
+            match.group(1).lower() in CODE_LANGS
+            or (not match.group(1) and _does_something(match.group(2)))
+        )
+    ]
+
+
 def code_blocks(text: str) -> list[str]:
     """The code blocks of ``text``, in order."""
-    blocks = []
-    for match in _FENCE.finditer(text):
-        lang, body = match.group(1).lower(), match.group(2)
-        if body.strip() and (lang in CODE_LANGS or (not lang and _does_something(body))):
-            blocks.append(body)
-    return blocks
+    return [match.group(2) for match in _code_fences(text)]
 
 
 def has_unclosed_block(text: str) -> bool:
@@ -110,14 +117,13 @@ def find_final(text: str) -> FinalMarker | None:
 
 
 def for_history(text: str) -> str:
-    """The reply as kept in the conversation: cut after its last code block.
+    """The reply as kept in the conversation: its opening prose and its code blocks.
 
-    Small models often go on after a block with an invented ``Output: ...`` and then
-    believe it over the real output; the real output follows in the next message.
+    Small models often follow a block with an invented ``Output: ...`` and then believe
+    it over the real output, which comes in the next message; so text between and after
+    the blocks is dropped. A reply without code is kept whole.
     """
-    end = None
-    for match in _FENCE.finditer(text):
-        lang, body = match.group(1).lower(), match.group(2)
-        if body.strip() and (lang in CODE_LANGS or (not lang and _does_something(body))):
-            end = match.end()
-    return text if end is None else text[:end]
+    spans = _code_fences(text)
+    if not spans:
+        return text
+    return text[: spans[0].start()] + "\n".join(m.group(0) for m in spans)

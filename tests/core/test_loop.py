@@ -392,3 +392,31 @@ def test_async_function_engine():
         return "```repl\nFINAL('async')\n```"
 
     assert RLMAgent(FunctionEngine(answer), "m").run("q", context="c").content == "async"
+
+
+def test_final_after_unseen_output_in_the_same_reply_needs_confirmation():
+    engine = ScriptedEngine(
+        [
+            "```repl\nprint('the code is 7219')\n```\nThe REPL shows: basement\n"
+            "```repl\nFINAL('basement')\n```",
+            "```repl\nFINAL('7219')\n```",
+        ]
+    )
+    result = RLMAgent(engine, "m").run("q", context="c")
+    assert result.content == "7219"
+    second = engine.calls[1]
+    assert "the code is 7219" in second[-1]["content"]
+    assert "before you had seen the output" in second[-1]["content"]
+    assert "The REPL shows" not in second[-2]["content"]
+
+
+def test_final_in_a_later_block_is_accepted_when_earlier_blocks_showed_nothing():
+    result = agent(["```repl\nx = 5\n```\n```repl\nFINAL(x)\n```"]).run("q", context="c")
+    assert result.content == "5" and result.turns == 1
+
+
+def test_unseen_final_repeated_is_accepted():
+    reply = "```repl\nprint('hits')\n```\n```repl\nFINAL('same')\n```"
+    engine = ScriptedEngine([reply, reply])
+    result = RLMAgent(engine, "m").run("q", context="c")
+    assert result.content == "same" and result.turns == 2
