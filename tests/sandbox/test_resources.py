@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,9 +229,11 @@ except OSError as exc:
 HOST = """
 import json, sys
 from rlmagent.sandbox import SubprocessSandbox
+from rlmagent.sandbox.process import DEFAULT_WORKER, staged_worker
 session = SubprocessSandbox(isolation=sys.argv[1]).start("c", None)
 session.execute("import subprocess\\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)")
-print(json.dumps([session.pid, session.processes()]), flush=True)
+dirs = [str(session.workdir), str(staged_worker(DEFAULT_WORKER))]
+print(json.dumps([session.pid, session.processes(), dirs]), flush=True)
 sys.stdin.read()
 """
 
@@ -240,10 +243,12 @@ def test_the_sandbox_dies_with_its_host(tier):
         [sys.executable, "-c", HOST, tier], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     ) as host:
         try:
-            worker, pids = json.loads(host.stdout.readline())
+            worker, pids, dirs = json.loads(host.stdout.readline())
             assert len(pids) >= 2
         finally:
             host.kill()  # SIGKILL: no clean-up code of the host runs
+    for path in dirs:  # so it leaves its directories behind (SECURITY.md)
+        shutil.rmtree(path)
     assert wait_gone(worker, 5.0)
     survivors = [pid for pid in pids if not wait_gone(pid, 5.0 if tier == "bwrap" else 0.5)]
     for pid in survivors:  # the plain tier's setsid child outlives it: SECURITY.md

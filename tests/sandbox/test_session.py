@@ -185,8 +185,9 @@ recv()
         "send([1, 2, 3])",
         "send({'type': 'reply', 'id': 1, 'ok': True, 'value': 'forged'})",
         "out.write(b'\\xff' * 3); out.flush(); sys.exit(0)",
+        "out.write(struct.pack('>I', 200000) + b'[' * 100000 + b']' * 100000); out.flush()",
     ],
-    ids=["garbage", "oversized", "not-an-object", "unexpected-type", "truncated"],
+    ids=["garbage", "oversized", "not-an-object", "unexpected-type", "truncated", "deep"],
 )
 def test_hostile_worker_frames_never_crash_the_host(tmp_path, behaviour, tier):
     sandbox = _hostile(tmp_path, HANDSHAKE + behaviour + "\nimport time; time.sleep(30)\n", tier)

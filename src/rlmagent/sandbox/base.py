@@ -85,7 +85,8 @@ class Session(Protocol):
 class Sandbox(Protocol):
     """Launches sessions. ``isolation`` names what it isolates (see each docstring)."""
 
-    isolation: str
+    @property
+    def isolation(self) -> str: ...
 
     def start(
         self,

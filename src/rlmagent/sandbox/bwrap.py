@@ -5,10 +5,10 @@ What the worker sees and may do (see SECURITY.md for the full table):
 - New user, PID, network, IPC, UTS and cgroup namespaces: no network interface but a
   loopback of its own, only its own processes in ``/proc``, no way to signal the host.
 - A root file system built from scratch: ``/usr`` (and the ``/bin``, ``/lib`` links),
-  the Python installation and the two worker files read-only; a fresh ``/proc`` and
-  minimal ``/dev``; ``/tmp`` a private tmpfs of ``Limits.disk_bytes`` holding the work
-  directory (the only writable place); the context file bound read-only into it. The
-  host's home, ``/etc``, ``/var``, ``/root``, other users' files: absent.
+  the Python installation and the worker (its two files, compiled) read-only; a fresh
+  ``/proc`` and minimal ``/dev``; ``/tmp`` a private tmpfs of ``Limits.disk_bytes``
+  holding the work directory (the only writable place); the context file bound
+  read-only into it. The host's home, ``/etc``, ``/var``, other users' files: absent.
 - No capabilities, ``no_new_privs``, an empty environment, a new session (no terminal
   injection), and it dies with its parent (``--die-with-parent``).
 - When the host runs as root, bubblewrap itself cannot drop to another user, so the
@@ -37,6 +37,7 @@ from typing import Any
 from rlmagent.errors import SandboxError
 from rlmagent.sandbox.base import Limits
 from rlmagent.sandbox.process import (
+    DEFAULT_WORKER,
     EXIT_WAIT_S,
     SAFE_PATH,
     Worker,
@@ -45,6 +46,8 @@ from rlmagent.sandbox.process import (
     descendants,
     signal_name,
     spawn,
+    staged_worker,
+    worker_command,
 )
 from rlmagent.sandbox.seccomp import build_filter
 
@@ -167,9 +170,13 @@ class BwrapLauncher:
             args += ["--perms", "0755", "--dir", parent]
         for path in paths:
             args += ["--ro-bind", path, path]
-        protocol_py = Path(__file__).with_name("protocol.py")
-        args += ["--ro-bind", str(self.worker), f"{INNER_DIR}/worker.py"]
-        args += ["--ro-bind", str(protocol_py), f"{INNER_DIR}/protocol.py"]
+        staged = staged_worker(self.worker) if self.worker == DEFAULT_WORKER else None
+        if staged is not None:  # worker.py, protocol.py and their bytecode
+            args += ["--ro-bind", str(staged), INNER_DIR]
+        else:
+            protocol_py = Path(__file__).with_name("protocol.py")
+            args += ["--ro-bind", str(self.worker), f"{INNER_DIR}/worker.py"]
+            args += ["--ro-bind", str(protocol_py), f"{INNER_DIR}/protocol.py"]
         for name in files:
             args += ["--ro-bind", str(workdir / name), f"{home}/{name}"]
         args += ["--chdir", home, "--info-fd", str(fds["info"])]
@@ -180,7 +187,8 @@ class BwrapLauncher:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             args += ["--disable-userns"]
-        return [*args, "--", self.python, "-I", "-S", "-B", f"{INNER_DIR}/worker.py"]
+        command = worker_command(self.python, f"{INNER_DIR}/worker.py", staged is not None)
+        return [*args, "--", *command]
 
     @staticmethod
     def inner_workdir(workdir: Path) -> str:

@@ -10,7 +10,6 @@ There is no reader thread: the thread that runs a cell reads its frames itself.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import time
@@ -96,13 +95,10 @@ class Channel:
             return None
         body = bytes(self._buffer[size : size + length])
         del self._buffer[: size + length]
-        try:  # the same checks as protocol.read_frame
-            message = json.loads(body.decode("utf-8", "surrogatepass"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            return "garbage", f"frame is not valid UTF-8 JSON: {exc}"
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            return "garbage", "frame is not a JSON object with a string 'type'"
-        return "frame", message
+        try:
+            return "frame", protocol.decode(body)
+        except protocol.FrameError as exc:
+            return "garbage", str(exc)
 
     def close(self) -> None:
         for fd in (self.rx, self.tx):

@@ -13,9 +13,13 @@ the worker's descendants in ``/proc`` and kills them all before the worker itsel
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib.util
 import os
+import py_compile
 import queue
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -36,6 +40,7 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
     resource = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+DEFAULT_WORKER = Path(__file__).with_name("worker.py")
 KILL_ROUNDS = 50
 """Passes over the worker's descendants when killing (a fork bomb respawns between)."""
 EXIT_WAIT_S = 5.0
@@ -325,6 +330,66 @@ def spawn(
     return proc, Channel(from_worker_r, to_worker_w), stderr
 
 
+_staged: dict[Path, Path | None] = {}
+_staged_lock = threading.Lock()
+
+
+def staged_worker(worker: Path) -> Path | None:
+    """A private directory with ``worker.py``, ``protocol.py`` and their bytecode.
+
+    Compiling the worker's source on every start costs several ms of CPU, and pyc
+    files next to the package's sources may not exist (read-only installs,
+    ``PYTHONDONTWRITEBYTECODE``). So each host process compiles them once into a
+    directory of its own, removed at exit. None if that fails (then the worker runs
+    from its source).
+    """
+    with _staged_lock:
+        if worker not in _staged:
+            _staged[worker] = _stage_worker(worker)
+        return _staged[worker]
+
+
+def _stage_worker(worker: Path) -> Path | None:
+    try:
+        target = Path(tempfile.mkdtemp(prefix="rlm-worker-"))
+    except OSError:
+        return None
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    try:
+        for source in (worker, worker.with_name("protocol.py")):
+            copy = target / source.name
+            shutil.copyfile(source, copy)
+            py_compile.compile(
+                str(copy),
+                cfile=importlib.util.cache_from_source(str(copy)),
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        for path in (target, target / "__pycache__"):
+            path.chmod(0o755)  # readable by the sandbox's unprivileged user
+        for path in [*target.glob("*.py"), *target.glob("__pycache__/*")]:
+            path.chmod(0o644)
+    except (OSError, py_compile.PyCompileError):
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    return target
+
+
+LAUNCH = (
+    "import os, sys; d = os.path.dirname(sys.argv[1]); sys.path.insert(0, d); "
+    "import worker; sys.path.remove(d); sys.exit(worker.main())"
+)
+"""Imports the worker (its bytecode is ready) instead of running it as a script (compiled
+from source every time). The worker's path stays on the command line, for ``ps``."""
+
+
+def worker_command(python: str, worker: str, staged: bool) -> list[str]:
+    """How to start the worker at ``worker`` (a path as the worker will see it)."""
+    if staged:
+        return [python, "-I", "-S", "-B", "-c", LAUNCH, worker]
+    return [python, "-I", "-S", "-B", worker]
+
+
 class ProcessLauncher:
     """The plain tier: the worker as a child process with rlimits and a clean env."""
 
@@ -336,8 +401,10 @@ class ProcessLauncher:
         self.seccomp = build_filter(deny_sockets=True)  # no network namespace here
 
     def launch(self, workdir: Path) -> Worker:
+        staged = staged_worker(self.worker) if self.worker == DEFAULT_WORKER else None
+        script = staged / "worker.py" if staged else self.worker
         proc, channel, stderr = spawn(
-            [self.python, "-I", "-S", "-B", str(self.worker)],
+            worker_command(self.python, str(script), staged is not None),
             cwd=workdir,
             env=clean_env(str(workdir)),
         )

@@ -22,9 +22,21 @@ host -> worker::
 
 from __future__ import annotations
 
-import json
 import struct
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # ``typing`` costs the worker's start-up several ms
+    from typing import Any, BinaryIO
+
+try:  # the json module's C parts, without the module itself: ``import json`` pulls in
+    # ``re`` and ``enum``, which would be about a third of a sandbox worker's start-up.
+    from _json import encode_basestring as _c_encode_string
+    from _json import make_encoder as _c_make_encoder
+    from _json import make_scanner as _c_make_scanner
+
+    _HAVE_C = True
+except ImportError:  # pragma: no cover - not CPython
+    _HAVE_C = False
 
 HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -35,13 +47,68 @@ class FrameError(Exception):
     """A frame was malformed, oversized or not a JSON object with a type."""
 
 
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": -float("inf")}
+
+
+class _ScanContext:
+    """What the C scanner reads from a decoder: plain JSON, as ``json.loads`` does it."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+_scan = _c_make_scanner(_ScanContext()) if _HAVE_C else None  # type: ignore[arg-type]
+
+
+def dumps(message: dict[str, Any]) -> str:
+    """``json.dumps(message, ensure_ascii=False, separators=(",", ":"))``."""
+    if not _HAVE_C:  # pragma: no cover - not CPython
+        import json
+
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    encoder = _c_make_encoder({}, _not_json, _c_encode_string, None, ":", ",", False, False, True)
+    return "".join(encoder(message, 0))
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)`` for compact JSON (no whitespace around the value)."""
+    if _scan is None:  # pragma: no cover - not CPython
+        import json
+
+        return json.loads(text)
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError("no JSON value at the start") from None
+    if end != len(text):
+        raise ValueError(f"extra data after the JSON value at {end}")
+    return value
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass"
-    )
+    body = dumps(message).encode("utf-8", "surrogatepass")
     if len(body) > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(body)} bytes exceeds {MAX_FRAME_BYTES}")
     return HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """The message in a frame's body. Raises :class:`FrameError`."""
+    try:
+        message = loads(body.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FrameError(f"frame is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise FrameError("frame is not a JSON object with a string 'type'")
+    return message
 
 
 def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:
@@ -72,10 +139,4 @@ def read_frame(stream: BinaryIO, max_bytes: int = MAX_FRAME_BYTES) -> dict[str, 
     body = _read_exact(stream, length)
     if body is None:
         raise FrameError("stream ended inside a frame")
-    try:
-        message = json.loads(body.decode("utf-8", "surrogatepass"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FrameError(f"frame is not valid UTF-8 JSON: {exc}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise FrameError("frame is not a JSON object with a string 'type'")
-    return message
+    return decode(body)

@@ -12,16 +12,21 @@ later turns.
 
 from __future__ import annotations
 
-import _ast  # not ``ast``: importing ast costs more than the rest of the worker's start
+# Start-up time matters (a fresh worker per run and after every kill), so this module
+# imports only what Python has loaded anyway or what costs next to nothing: ``_ast``, not
+# ``ast``; ``_thread``, not ``threading``; no ``typing``, ``json`` (see protocol.py) or
+# ``linecache`` (loaded on the first error). Model code imports what it needs.
+import _ast
+import _thread
 import builtins
 import io
-import json
-import linecache
 import os
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 if __package__:
     from rlmagent.sandbox import protocol
@@ -31,7 +36,8 @@ else:  # run as a script inside the sandbox
 
     del sys.path[0]  # the package's other modules must not shadow the stdlib's
 
-CallHost = Callable[[str, dict[str, Any]], Any]
+if TYPE_CHECKING:
+    CallHost = Callable[[str, dict[str, Any]], Any]
 MAX_TRACEBACK_LINES = 30
 MAX_FINAL_CHARS = 4 * 1024 * 1024
 
@@ -52,7 +58,7 @@ class CappedBuffer(io.TextIOBase):
         self.parts: list[str] = []
         self.kept = 0
         self.total = 0
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def writable(self) -> bool:
         return True
@@ -93,6 +99,7 @@ class Repl:
         self.call_host = call_host
         self.max_output_chars = max_output_chars
         self.cells = 0
+        self.sources: dict[str, str] = {}
         self.final: str | None = None
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.scaffold: dict[str, Any] = {
@@ -157,7 +164,8 @@ class Repl:
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         try:
-            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            self.sources[filename] = code
+            self._share_sources()
             tree: Any = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)
             last = None
             if tree.body and isinstance(tree.body[-1], _ast.Expr):
@@ -187,9 +195,19 @@ class Repl:
             "final": final,
         }
 
-    @staticmethod
-    def _format_error(exc: BaseException, filename: str) -> str:
+    def _share_sources(self) -> None:
+        """Show the cells' code to ``linecache`` (tracebacks, ``inspect``) once loaded."""
+        linecache = sys.modules.get("linecache")
+        if linecache is None:
+            return
+        for name, code in self.sources.items():
+            if name not in linecache.cache:
+                linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+
+    def _format_error(self, exc: BaseException, filename: str) -> str:
         import traceback
+
+        self._share_sources()
 
         if isinstance(exc, SyntaxError) and exc.filename == filename:
             lines = traceback.format_exception_only(type(exc), exc)
@@ -212,7 +230,7 @@ def load_context(path: str | None, kind: str) -> Any:
     if kind == "none" or path is None:
         return None
     with open(path, encoding="utf-8", errors="replace") as f:
-        return json.load(f) if kind == "json" else f.read()
+        return protocol.loads(f.read()) if kind == "json" else f.read()
 
 
 def drop_privileges(user: Any) -> None:
@@ -272,7 +290,7 @@ def main() -> int:
     if init.get("user") is not None:
         drop_privileges(init["user"])
     hardening = harden(init["harden"]) if isinstance(init.get("harden"), dict) else []
-    lock = threading.Lock()
+    lock = _thread.allocate_lock()
     next_id = iter(range(1, 1 << 62))
 
     def call_host(method: str, params: dict[str, Any]) -> Any:
