@@ -73,6 +73,10 @@ class Models:
     sub_model: str | None = None
 
 
+DEFAULT_RLM_MAX_TOKENS = 2048
+DEFAULT_SUB_TEMPERATURE = 0.3
+
+
 @dataclass(frozen=True, slots=True)
 class MethodConfig:
     """Settings shared by every method.
@@ -92,7 +96,8 @@ class MethodConfig:
     temperature: float = 0.0
     passage_tokens: int = DEFAULT_PASSAGE_TOKENS
     max_turns: int = 10
-    rlm_max_tokens: int = 2048
+    rlm_max_tokens: int = DEFAULT_RLM_MAX_TOKENS
+    sub_temperature: float = DEFAULT_SUB_TEMPERATURE
     max_concurrency: int = 16
     sandbox: Callable[[], Any] | None = None
     overflow_check: str = "estimate"
@@ -276,6 +281,7 @@ async def rlm(
         max_turns=config.max_turns,
         temperature=config.temperature,
         max_tokens=config.rlm_max_tokens,
+        sub_temperature=config.sub_temperature,
         max_concurrency=config.max_concurrency,
         sandbox=config.sandbox() if config.sandbox is not None else None,
         sub_calls=sub_calls,

@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from rlmagent.cli.common import LOCAL_ROOT_MAX_TOKENS, LOCAL_SUB_TEMPERATURE
 from rlmagent.errors import RLMError, UsageError
 
 
@@ -272,7 +273,11 @@ def handle_run(args: argparse.Namespace) -> int:
         run_bench,
         summarize,
     )
-    from rlmagent.bench.methods import default_window
+    from rlmagent.bench.methods import (
+        DEFAULT_RLM_MAX_TOKENS,
+        DEFAULT_SUB_TEMPERATURE,
+        default_window,
+    )
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -289,8 +294,12 @@ def handle_run(args: argparse.Namespace) -> int:
         from rlmagent.sandbox import InProcessSandbox
 
         sandbox = InProcessSandbox
+    local = getattr(models.engine, "provider", None) == "local"
+    sub_local = getattr(models.sub_engine, "provider", None) == "local"
     config = MethodConfig(
         window=window,
+        rlm_max_tokens=LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_RLM_MAX_TOKENS,
+        sub_temperature=LOCAL_SUB_TEMPERATURE if sub_local else DEFAULT_SUB_TEMPERATURE,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         max_turns=args.max_turns,
