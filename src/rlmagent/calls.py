@@ -188,37 +188,51 @@ class HostFunctions:
             )
         except BaseException as exc:
             self._record(
-                SubCall(
-                    call_id=call_id,
-                    prompt=prompt,
-                    answer=None,
-                    model=agent.sub_model,
-                    depth=self.depth + 1,
-                    started_at=started,
-                    latency_s=time.monotonic() - t0,
-                    error=_describe(exc),
-                    batch_id=batch_id,
-                )
+                call_id,
+                prompt,
+                agent.sub_model,
+                batch_id,
+                started,
+                t0,
+                answer=None,
+                error=_describe(exc),
             )
             raise
         self._record(
-            SubCall(
-                call_id=call_id,
-                prompt=prompt,
-                answer=completion.content,
-                model=agent.sub_model,
-                depth=self.depth + 1,
-                usage=completion.usage,
-                cost_usd=completion.cost_usd,
-                started_at=started,
-                latency_s=time.monotonic() - t0,
-                cached=completion.cached,
-                batch_id=batch_id,
-            )
+            call_id,
+            prompt,
+            agent.sub_model,
+            batch_id,
+            started,
+            t0,
+            answer=completion.content,
+            usage=completion.usage,
+            cost_usd=completion.cost_usd,
+            cached=completion.cached,
         )
         return completion.content
 
-    def _record(self, call: SubCall) -> None:
+    def _record(
+        self,
+        call_id: str,
+        prompt: str,
+        model: str,
+        batch_id: str | None,
+        started: float,
+        t0: float,
+        **outcome: Any,
+    ) -> None:
+        """Keep one finished sub-call (``outcome``: answer, error, usage...) and publish it."""
+        call = SubCall(
+            call_id=call_id,
+            prompt=prompt,
+            model=model,
+            depth=self.depth + 1,
+            started_at=started,
+            latency_s=time.monotonic() - t0,
+            batch_id=batch_id,
+            **outcome,
+        )
         self.cell_calls.append(call)
         self.tree.publish(SubCallEnded(**self._ev(), call=call))
 
@@ -286,42 +300,36 @@ class HostFunctions:
         except BaseException as exc:
             usage = run.meter.snapshot() if run is not None else None
             self._record(
-                SubCall(
-                    call_id=call_id,
-                    prompt=prompt,
-                    answer=None,
-                    model=child_agent.model,
-                    depth=self.depth + 1,
-                    started_at=started,
-                    latency_s=time.monotonic() - t0,
-                    error=_describe(exc),
-                    batch_id=batch_id,
-                    usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens)
-                    if usage
-                    else TokenUsage(),
-                    cost_usd=usage.cost_usd if usage else None,
-                    child_run_id=run.run_id if run is not None else None,
-                    turns=len(run.steps) if run is not None else 0,
-                )
+                call_id,
+                prompt,
+                child_agent.model,
+                batch_id,
+                started,
+                t0,
+                answer=None,
+                error=_describe(exc),
+                usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens)
+                if usage
+                else TokenUsage(),
+                cost_usd=usage.cost_usd if usage else None,
+                child_run_id=run.run_id if run is not None else None,
+                turns=len(run.steps) if run is not None else 0,
             )
             raise
         usage = result.usage
         self._record(
-            SubCall(
-                call_id=call_id,
-                prompt=prompt,
-                answer=result.content,
-                model=child_agent.model,
-                depth=self.depth + 1,
-                usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens),
-                cost_usd=usage.cost_usd,
-                started_at=started,
-                latency_s=time.monotonic() - t0,
-                cached=usage.calls > 0 and usage.cached_calls == usage.calls,
-                batch_id=batch_id,
-                child_run_id=run.run_id,
-                turns=result.turns,
-            )
+            call_id,
+            prompt,
+            child_agent.model,
+            batch_id,
+            started,
+            t0,
+            answer=result.content,
+            usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens),
+            cost_usd=usage.cost_usd,
+            cached=usage.calls > 0 and usage.cached_calls == usage.calls,
+            child_run_id=run.run_id,
+            turns=result.turns,
         )
         return result.content
 
