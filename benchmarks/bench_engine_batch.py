@@ -8,8 +8,10 @@ A loopback server speaking the OpenAI chat-completions API answers every request
 1. engine: 64 concurrent ``agenerate`` calls through ``get_engine("openai:...")``,
    at most 16 in flight (an asyncio.Semaphore). Each run is its own ``asyncio.run``
    (a fresh event loop, as a user's script would have). Ideal: 4 x delay.
-2. sdk (baseline): the same batch straight through one ``openai.AsyncOpenAI`` client on
-   one long-lived event loop, no rlmagent code: what the SDK itself costs.
+2. sdk-httpx / sdk-aiohttp (baselines): the same batch straight through one
+   ``openai.AsyncOpenAI`` client on one long-lived event loop, no rlmagent code: what the
+   SDK itself costs, on its default httpx transport and on its aiohttp one (which the
+   engine uses when aiohttp is installed).
 3. agent: a whole RLM run whose one cell does ``llm_batch`` of 64 prompts, with a
    ScriptedEngine as root and the OpenAI engine as ``sub_engine``
    (``max_concurrency=16``). Ideal: 4 x delay, plus the run's fixed cost.
@@ -75,11 +77,14 @@ def measure(run, delay: float, repeats: int) -> dict:
     }
 
 
-def bench_sdk(base_url: str, delay: float, repeats: int) -> dict:
+def bench_sdk(base_url: str, delay: float, repeats: int, transport: str) -> dict:
     import openai
 
     loop = asyncio.new_event_loop()
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    http_client = openai.DefaultAioHttpClient() if transport == "aiohttp" else None
+    client = openai.AsyncOpenAI(
+        base_url=base_url, api_key="bench", max_retries=0, http_client=http_client
+    )
 
     async def batch() -> None:
         gate = asyncio.Semaphore(CONCURRENCY)
@@ -146,9 +151,11 @@ def main() -> None:
             figures["engine"] = bench_engine(engine, args.delay, args.repeats)
             figures["engine"]["connections"] = connections(url)
         seen = figures["engine"]["connections"]
-        figures["sdk"] = bench_sdk(url, args.delay, args.repeats)
-        figures["sdk"]["connections"] = connections(url) - seen
-        seen += figures["sdk"]["connections"]
+        for transport in ("httpx", "aiohttp"):
+            name = f"sdk-{transport}"
+            figures[name] = bench_sdk(url, args.delay, args.repeats, transport)
+            figures[name]["connections"] = connections(url) - seen
+            seen += figures[name]["connections"]
         with get_engine("openai:gpt-5-mini", base_url=url, api_key="bench") as engine:
             agent = bench_agent(engine, args.delay, args.repeats)
             if agent is not None:

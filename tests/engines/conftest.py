@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rlmagent.engines import get_engine
+from rlmagent.engines import anthropic, get_engine, openai_compat
 
 from .fake_server import FakeLLMServer
 from .helpers import API_KEY, MODELS, SleepLog, base_url
@@ -32,8 +32,21 @@ def sleeps() -> SleepLog:
 
 
 @pytest.fixture
-def make_engine(server: FakeLLMServer, sleeps: SleepLog) -> Iterator[Any]:
-    """``make_engine(provider, model=None, **options)`` -> an engine on the loopback server."""
+def make_engine(
+    server: FakeLLMServer,
+    sleeps: SleepLog,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Any]:
+    """``make_engine(provider, model=None, **options)`` -> an engine on the loopback server.
+
+    In tests parametrised with ``mode="async-httpx"`` the engines' async clients use the
+    SDK's default httpx transport, as they do where aiohttp is not installed.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("mode") == "async-httpx":
+        for module in (openai_compat, anthropic):
+            monkeypatch.setattr(module, "async_transport", lambda sdk: None)
     built: list[Any] = []
 
     def make(provider: str, model: str | None = None, **options: Any) -> Any:

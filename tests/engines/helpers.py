@@ -60,7 +60,8 @@ def base_url(provider: str, server: FakeLLMServer) -> str:
 
 
 def call(engine: Any, mode: str, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
-    """``engine.generate`` (mode "sync") or ``engine.agenerate`` in a fresh loop ("async")."""
+    """``engine.generate`` (mode "sync") or ``engine.agenerate`` in a fresh loop (the
+    others: "async" on the aiohttp transport, "async-httpx" on the SDK's default)."""
     if mode == "sync":
         return engine.generate(messages, **kwargs)
     return asyncio.run(engine.agenerate(messages, **kwargs))

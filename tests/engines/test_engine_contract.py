@@ -1,6 +1,7 @@
 """The contract every network engine keeps, checked over a real loopback HTTP server.
 
-Parametrised over every OpenAI-compatible preset and Anthropic, each sync and async:
+Parametrised over every OpenAI-compatible preset and Anthropic, each sync and async (the
+async client on both HTTP transports the SDKs offer, aiohttp and httpx):
 content, usage, finish reason, cost, retries (429 with Retry-After, 5xx, dropped
 connections, malformed bodies, hung responses), and the EngineError when they run out.
 """
@@ -21,7 +22,7 @@ MESSAGES = [
 PROMPT_WORDS = 6  # the fake server counts a token per word: system 3 + user 3
 REPLY = "echo: find the needle"
 
-pytestmark = pytest.mark.parametrize("mode", ["sync", "async"])
+pytestmark = pytest.mark.parametrize("mode", ["sync", "async", "async-httpx"])
 
 
 @pytest.fixture(params=ALL_PROVIDERS)

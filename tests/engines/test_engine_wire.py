@@ -124,6 +124,14 @@ def test_async_client_survives_new_event_loops(make_engine, server, provider: st
     assert len({r.client_port for r in server.requests}) == 1
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_async_requests_go_through_aiohttp(make_engine, provider: str) -> None:
+    pytest.importorskip("aiohttp")
+    engine = make_engine(provider)
+    assert asyncio.run(engine.agenerate(USER)).content == "echo: hello there"
+    assert "AioHttp" in type(engine._clients.async_._client).__name__
+
+
 @pytest.mark.parametrize("provider", ALL_PROVIDERS)
 def test_concurrent_async_calls(make_engine, provider: str) -> None:
     engine = make_engine(provider)

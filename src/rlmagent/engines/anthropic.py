@@ -25,6 +25,7 @@ from rlmagent.engines.retry import Failure, RetryPolicy
 from rlmagent.engines.sdk import (
     MalformedResponse,
     SDKEngine,
+    async_transport,
     classify_sdk_error,
     normalise_finish_reason,
 )
@@ -111,6 +112,7 @@ class AnthropicEngine(SDKEngine):
             timeout=self.timeout,
             max_retries=0,
             default_headers=self._headers or None,
+            http_client=async_transport(self._sdk) if asynchronous else None,
         )
 
     def _build_request(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from rlmagent.errors import UsageError
@@ -22,6 +22,18 @@ T = TypeVar("T")
 
 CLOSE_TIMEOUT_S = 5.0
 """How long :meth:`LoopThread.close` waits for the cleanup coroutine and the thread."""
+
+
+def _settle(task: asyncio.Task[T], done: asyncio.Future[T]) -> None:
+    """Copy a finished task's outcome onto the caller's future (on the caller's loop)."""
+    if done.cancelled():
+        return
+    if task.cancelled():
+        done.cancel()
+    elif (error := task.exception()) is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(task.result())
 
 
 class LoopThread:
@@ -60,17 +72,38 @@ class LoopThread:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Await ``fn(*args, **kwargs)`` run on this thread's loop, from any loop."""
+    async def run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args, **kwargs)`` run on this thread's loop, from any loop.
+
+        One callback each way (no concurrent.futures.Future in between: that took half
+        the cost of a hop). Cancelling the caller cancels the task on this loop.
+        """
         loop = self._ensure_loop()
-        if asyncio.get_running_loop() is loop:
+        caller = asyncio.get_running_loop()
+        if caller is loop:
             return await fn(*args, **kwargs)
+        done: asyncio.Future[T] = caller.create_future()
+        started: list[asyncio.Task[T]] = []
 
-        async def call() -> T:
-            return await fn(*args, **kwargs)
+        def start() -> None:
+            if done.cancelled():
+                return
+            task = loop.create_task(fn(*args, **kwargs))
+            started.append(task)
+            task.add_done_callback(report)
 
-        future = asyncio.run_coroutine_threadsafe(call(), loop)
-        return await asyncio.wrap_future(future)
+        def report(task: asyncio.Task[T]) -> None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody waits
+                caller.call_soon_threadsafe(_settle, task, done)
+
+        loop.call_soon_threadsafe(start)
+        try:
+            return await done
+        except asyncio.CancelledError:
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing runs
+                    loop.call_soon_threadsafe(lambda: started and started[0].cancel())
+            raise
 
     def close(self, cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         """Cancel what still runs, run ``cleanup()`` on the loop, then stop it.

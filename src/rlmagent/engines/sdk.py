@@ -9,7 +9,10 @@ instead of an AttributeError deep in a run. Requests go through the SDK's generi
 ``client.post(path, body=..., cast_to=str)`` (its documented way to send a raw body):
 same auth, headers, timeouts and error types as the typed methods, without their
 per-request argument transformation (a batch of 64 loopback calls through the bare SDK
-took 40-55% less time this way).
+took 40-55% less time this way). When ``aiohttp`` is installed (the ``openai`` and
+``anthropic`` extras install it), the async client sends through the SDK's aiohttp
+transport (``DefaultAioHttpClient``), which costs about 40% less CPU per request than its
+default httpx one: what bounds a large batch against a fast server.
 """
 
 from __future__ import annotations
@@ -40,6 +43,21 @@ DEFAULT_TIMEOUT = 120.0
 
 SNIPPET_CHARS = 200
 """How much of a bad response body an error message quotes."""
+
+
+def async_transport(sdk: Any) -> Any:
+    """The SDK's aiohttp-based HTTP client when ``aiohttp`` is installed, else None.
+
+    None lets the SDK build its default (httpx) client. Both SDKs name the class
+    ``DefaultAioHttpClient`` and raise RuntimeError from it when aiohttp is missing.
+    """
+    factory = getattr(sdk, "DefaultAioHttpClient", None)
+    if factory is None:
+        return None
+    try:
+        return factory()
+    except (RuntimeError, ImportError):
+        return None
 
 
 class MalformedResponse(Exception):
@@ -92,12 +110,23 @@ def read_json(text: str) -> dict[str, Any]:
     return data
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether the first error of an explicit ``raise ... from`` chain was a timeout.
+
+    The SDKs' aiohttp transport reports every dropped connection as a ConnectTimeout;
+    the aiohttp error underneath tells the two apart.
+    """
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+
+
 def classify_sdk_error(exc: BaseException, sdk: Any) -> Failure | None:
     """Sort an exception of the ``openai`` / ``anthropic`` SDK (same shapes) into a Failure."""
     if isinstance(exc, MalformedResponse):
         retryable = exc.status is None or exc.status < 400 or is_retryable_status(exc.status)
         return Failure(str(exc), status=exc.status, retryable=retryable)
-    if isinstance(exc, sdk.APITimeoutError):
+    if isinstance(exc, sdk.APITimeoutError) and _timed_out(exc):
         return Failure("request timed out", status=None)
     if isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
