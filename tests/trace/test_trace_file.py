@@ -64,6 +64,42 @@ def test_round_trip_gives_back_equal_events(tmp_path: Path) -> None:
         assert read == expected, type(original).__name__
 
 
+def test_each_sub_call_prompt_is_written_once(tmp_path: Path) -> None:
+    events = synth.small_run()
+    lines = write(tmp_path / "t.jsonl", events).read_text(encoding="utf-8").splitlines()
+    ended = [d for d in map(json.loads, lines[1:]) if d["type"] == "SubCallEnded"]
+    assert len(ended) == 4 and all("prompt" not in d["call"] for d in ended)
+    prompts = {e.call.call_id: e.call.prompt for e in events if isinstance(e, ev.SubCallEnded)}
+    read = {
+        e.call.call_id: e.call.prompt
+        for e in iter_events(tmp_path / "t.jsonl")
+        if isinstance(e, ev.SubCallEnded)
+    }
+    assert read == prompts and prompts["c3"] == "Sum 10 and 11"
+
+
+def test_an_end_without_its_start_on_file_keeps_its_prompt(tmp_path: Path) -> None:
+    (end,) = [e for e in synth.small_run() if isinstance(e, ev.SubCallEnded)][-1:]
+    path = write(tmp_path / "t.jsonl", [end])
+    assert json.loads(path.read_text().splitlines()[1])["call"]["prompt"] == "Sum 10 and 11"
+    (back,) = iter_events(path)
+    assert back == end
+
+
+def test_schema_1_files_still_load(tmp_path: Path) -> None:
+    """Schema 1 wrote every sub-call's prompt on both its lines."""
+    events = synth.small_run()
+    header = {"type": "header", "format": "rlmagent.trajectory", "schema": 1}
+    lines = [header, *(event_to_dict(e) for e in events)]
+    path = tmp_path / "old.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in lines), encoding="utf-8")
+    traj = Trajectory.load(path)
+    assert traj.schema == 1 and traj.complete and traj.skipped == 0
+    assert {t.call.call_id: t.call.prompt for t in traj.sub_calls()} == {
+        e.call.call_id: e.call.prompt for e in events if isinstance(e, ev.SubCallEnded)
+    }
+
+
 def test_secret_looking_keys_are_never_written(tmp_path: Path) -> None:
     event = ev.RunStarted(
         run_id="r",

@@ -33,6 +33,7 @@ from typing import IO, Any, TypeVar
 from rlmagent.sandbox.base import Limits
 from rlmagent.sandbox.channel import Channel
 from rlmagent.sandbox.seccomp import build_filter
+from rlmagent.sandbox.workdirs import LockedDir
 
 try:
     import resource
@@ -351,10 +352,11 @@ def staged_worker(worker: Path) -> Path | None:
 
 def _stage_worker(worker: Path) -> Path | None:
     try:
-        target = Path(tempfile.mkdtemp(prefix="rlm-worker-"))
+        locked = LockedDir("worker")
     except OSError:
         return None
-    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    atexit.register(locked.remove)
+    target = locked.path
     try:
         for source in (worker, worker.with_name("protocol.py")):
             copy = target / source.name
@@ -370,7 +372,7 @@ def _stage_worker(worker: Path) -> Path | None:
         for path in [*target.glob("*.py"), *target.glob("__pycache__/*")]:
             path.chmod(0o644)
     except (OSError, py_compile.PyCompileError):
-        shutil.rmtree(target, ignore_errors=True)
+        locked.remove()
         return None
     return target
 

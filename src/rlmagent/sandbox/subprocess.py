@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -42,6 +40,7 @@ from rlmagent.sandbox import protocol
 from rlmagent.sandbox.base import FunctionSpec, Handler, Limits, cut, stage_context
 from rlmagent.sandbox.bwrap import BwrapLauncher, find_bwrap
 from rlmagent.sandbox.process import ProcessLauncher, Worker
+from rlmagent.sandbox.workdirs import LockedDir, sweep_once
 from rlmagent.types import ExecResult
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -188,7 +187,9 @@ class SubprocessSession:
         self.isolation = launcher.isolation
         self.handler = handler
         self.max_output_chars = max_output_chars
-        self.workdir = Path(tempfile.mkdtemp(prefix="rlm-"))
+        sweep_once()  # work directories left by hosts that were killed
+        self._dir = LockedDir("session")
+        self.workdir = self._dir.path
         self._context = context
         self._worker: Worker | None = None
         self._cell = 0
@@ -373,7 +374,7 @@ class SubprocessSession:
 
     def close(self) -> None:
         self._kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self._dir.remove()
 
     def __enter__(self) -> SubprocessSession:
         return self

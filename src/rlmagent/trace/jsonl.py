@@ -2,8 +2,10 @@
 
 One JSON object a line: a header (``{"type": "header", "format": ..., "schema": 1}``),
 then one event a line, serialised with :func:`rlmagent.types.to_dict` plus its class name
-in ``"type"``. ``RunEnded.result.trajectory`` is left out (it repeats every step already
-on file) and the value of any secret-looking key is replaced by ``"[redacted]"``.
+in ``"type"``. Nothing is written twice: ``RunEnded.result.trajectory`` is left out (it
+repeats every step already on file), and so is the prompt of a ``SubCallEnded`` whose
+``SubCallStarted`` (which holds the same prompt) is on file; readers put it back. The
+value of any secret-looking key is replaced by ``"[redacted]"``.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class TraceWriter:
         self._lock = threading.Lock()
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
         self.events_written = 0
+        self._prompt_on_file: set[str] = set()  # sub-calls whose start line holds the prompt
         header = {
             "type": "header",
             "format": FORMAT,
@@ -155,7 +158,13 @@ class TraceWriter:
             self._file.flush()
 
     def __call__(self, event: ev.Event) -> None:
-        self._write(event_to_dict(event))
+        data = event_to_dict(event)
+        if isinstance(event, ev.SubCallStarted):
+            self._prompt_on_file.add(event.call_id)
+        elif isinstance(event, ev.SubCallEnded) and event.call.call_id in self._prompt_on_file:
+            self._prompt_on_file.discard(event.call.call_id)
+            data["call"].pop("prompt", None)
+        self._write(data)
         self.events_written += 1
 
     def close(self) -> None:
@@ -206,6 +215,7 @@ def _read_lines(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bool,
             items.append(data)
     if header is None:
         raise UsageError(f"{path} is not an rlmagent trajectory (empty or no header)")
+    _restore_prompts(items)
     schema = header.get("schema")
     if not isinstance(schema, int) or schema > SCHEMA_VERSION:
         raise UsageError(
@@ -213,6 +223,17 @@ def _read_lines(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bool,
             f"{SCHEMA_VERSION}: upgrade rlmagent"
         )
     return header, items, truncated, skipped
+
+
+def _restore_prompts(items: list[dict[str, Any]]) -> None:
+    """Give each ``SubCallEnded`` written without its prompt the prompt of its start line."""
+    prompts: dict[Any, Any] = {}
+    for item in items:
+        kind = item.get("type")
+        if kind == "SubCallStarted":
+            prompts[item.get("call_id")] = item.get("prompt", "")
+        elif kind == "SubCallEnded" and isinstance(call := item.get("call"), dict):
+            call.setdefault("prompt", prompts.pop(call.get("call_id"), ""))
 
 
 def iter_events(path: str | Path) -> Iterator[ev.Event]:

@@ -16,7 +16,8 @@ from rlmagent import events as ev
 from rlmagent.types import Cell, Completion, ExecResult, ModelUsage, Step, SubCall, Usage
 
 FORMAT = "rlmagent.trajectory"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: a ``SubCallEnded`` line leaves out the prompt its ``SubCallStarted`` line holds."""
 
 # ----------------------------------------------------------------------------- the model
 
