@@ -1,6 +1,6 @@
 """The JSONL file format: :class:`TraceWriter` writes it, :func:`load_trajectory` reads it.
 
-One JSON object a line: a header (``{"type": "header", "format": ..., "schema": 1}``),
+One JSON object a line: a header (``{"type": "header", "format": ..., "schema": 2}``),
 then one event a line, serialised with :func:`rlmagent.types.to_dict` plus its class name
 in ``"type"``. Nothing is written twice: ``RunEnded.result.trajectory`` is left out (it
 repeats every step already on file), and so is the prompt of a ``SubCallEnded`` whose
