@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rlmagent.engines import anthropic, get_engine, openai_compat
+from rlmagent.engines import get_engine, sdk
 
 from .fake_server import FakeLLMServer
 from .helpers import API_KEY, MODELS, SleepLog, base_url
@@ -45,8 +45,7 @@ def make_engine(
     """
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("mode") == "async-httpx":
-        for module in (openai_compat, anthropic):
-            monkeypatch.setattr(module, "async_transport", lambda sdk: None)
+        monkeypatch.setattr(sdk, "async_transport", lambda _: None)
     built: list[Any] = []
 
     def make(provider: str, model: str | None = None, **options: Any) -> Any:

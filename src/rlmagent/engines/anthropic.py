@@ -21,12 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlmagent.engines.pricing import PriceLike, PriceTable
-from rlmagent.engines.retry import Failure, RetryPolicy
+from rlmagent.engines.retry import RetryPolicy
 from rlmagent.engines.sdk import (
     MalformedResponse,
     SDKEngine,
-    async_transport,
-    classify_sdk_error,
     normalise_finish_reason,
 )
 from rlmagent.errors import EngineNotAvailable
@@ -69,6 +67,8 @@ class AnthropicEngine(SDKEngine):
     ``retry``, ``prices``.
     """
 
+    client_classes = ("Anthropic", "AsyncAnthropic")
+
     def __init__(
         self,
         model: str,
@@ -81,8 +81,7 @@ class AnthropicEngine(SDKEngine):
         prices: Mapping[str, PriceLike] | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._sdk = _import_anthropic(model)
-        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        sdk = _import_anthropic(model)
         key = api_key or os.environ.get(API_KEY_ENV)
         if not key:
             raise EngineNotAvailable(
@@ -91,11 +90,13 @@ class AnthropicEngine(SDKEngine):
                 provider="anthropic",
                 model=model,
             )
-        self._api_key = key
-        self._headers = dict(default_headers or {})
         super().__init__(
             model,
             provider="anthropic",
+            sdk=sdk,
+            base_url=base_url or DEFAULT_BASE_URL,
+            api_key=key,
+            headers=default_headers,
             timeout=timeout,
             retry=retry,
             max_retries=max_retries,
@@ -103,17 +104,6 @@ class AnthropicEngine(SDKEngine):
         )
 
     path = "/v1/messages"
-
-    def _make_client(self, *, asynchronous: bool) -> Any:
-        cls = self._sdk.AsyncAnthropic if asynchronous else self._sdk.Anthropic
-        return cls(
-            api_key=self._api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=0,
-            default_headers=self._headers or None,
-            http_client=async_transport(self._sdk) if asynchronous else None,
-        )
 
     def _build_request(
         self,
@@ -139,9 +129,6 @@ class AnthropicEngine(SDKEngine):
         body.update(extra.pop("extra_body", None) or {})
         body.update(extra)
         return body
-
-    def _classify(self, exc: BaseException) -> Failure | None:
-        return classify_sdk_error(exc, self._sdk)
 
     def _parse(
         self, data: dict[str, Any], model: str, status: int, messages: list[Message]

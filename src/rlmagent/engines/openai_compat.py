@@ -35,12 +35,10 @@ from typing import Any
 
 from rlmagent.engines.base import estimate_tokens
 from rlmagent.engines.pricing import FREE, PriceLike, PriceTable
-from rlmagent.engines.retry import Failure, RetryPolicy
+from rlmagent.engines.retry import RetryPolicy
 from rlmagent.engines.sdk import (
     MalformedResponse,
     SDKEngine,
-    async_transport,
-    classify_sdk_error,
     normalise_finish_reason,
 )
 from rlmagent.errors import EngineNotAvailable, UsageError
@@ -115,6 +113,8 @@ class OpenAICompatEngine(SDKEngine):
     price table. Call :meth:`close` (or use ``with``) to release connections early.
     """
 
+    client_classes = ("OpenAI", "AsyncOpenAI")
+
     def __init__(
         self,
         model: str,
@@ -131,10 +131,8 @@ class OpenAICompatEngine(SDKEngine):
         if preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
         self.preset = PRESETS[preset]
-        self._sdk = _import_openai(preset, model)
-        self.base_url = (base_url or self.preset.base_url).rstrip("/")
-        self._api_key = self._resolve_key(api_key, model)
-        self._headers = dict(default_headers or {})
+        sdk = _import_openai(preset, model)
+        key = self._resolve_key(api_key, model)
         table = (
             PriceTable(prices, default=FREE, builtin={})
             if self.preset.self_hosted
@@ -143,6 +141,10 @@ class OpenAICompatEngine(SDKEngine):
         super().__init__(
             model,
             provider=preset,
+            sdk=sdk,
+            base_url=base_url or self.preset.base_url,
+            api_key=key,
+            headers=default_headers,
             timeout=timeout,
             retry=retry,
             max_retries=max_retries,
@@ -165,17 +167,6 @@ class OpenAICompatEngine(SDKEngine):
             )
         return PLACEHOLDER_API_KEY
 
-    def _make_client(self, *, asynchronous: bool) -> Any:
-        cls = self._sdk.AsyncOpenAI if asynchronous else self._sdk.OpenAI
-        return cls(
-            api_key=self._api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=0,
-            default_headers=self._headers or None,
-            http_client=async_transport(self._sdk) if asynchronous else None,
-        )
-
     def _build_request(
         self,
         messages: list[Message],
@@ -195,9 +186,6 @@ class OpenAICompatEngine(SDKEngine):
         body.update(extra.pop("extra_body", None) or {})
         body.update(extra)
         return body
-
-    def _classify(self, exc: BaseException) -> Failure | None:
-        return classify_sdk_error(exc, self._sdk)
 
     def _parse(
         self, data: dict[str, Any], model: str, status: int, messages: list[Message]

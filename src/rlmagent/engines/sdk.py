@@ -191,11 +191,18 @@ class SDKEngine:
 
     provider: str = "sdk"
 
+    client_classes: tuple[str, str] = ("", "")
+    """Names of the SDK's synchronous and asynchronous client classes."""
+
     def __init__(
         self,
         model: str,
         *,
         provider: str,
+        sdk: Any,
+        base_url: str,
+        api_key: str,
+        headers: Mapping[str, str] | None,
         timeout: float | None,
         retry: RetryPolicy | None,
         max_retries: int | None,
@@ -210,6 +217,10 @@ class SDKEngine:
             policy = dataclasses.replace(policy, max_retries=max_retries)
         self.model = model
         self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._sdk = sdk
+        self._api_key = api_key
+        self._headers = dict(headers or {})
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         self.retry = policy
         self.prices = prices
@@ -217,10 +228,21 @@ class SDKEngine:
         self._loop = LoopThread(f"rlmagent-{provider}-loop")
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._clients)
 
-    # -- to be filled in by subclasses -------------------------------------------------
     def _make_client(self, *, asynchronous: bool) -> Any:
-        raise NotImplementedError
+        cls = getattr(self._sdk, self.client_classes[asynchronous])
+        return cls(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=0,
+            default_headers=self._headers or None,
+            http_client=async_transport(self._sdk) if asynchronous else None,
+        )
 
+    def _classify(self, exc: BaseException) -> Failure | None:
+        return classify_sdk_error(exc, self._sdk)
+
+    # -- to be filled in by subclasses -------------------------------------------------
     path: str = "/chat/completions"
     """Where requests go, relative to the client's base URL."""
 
@@ -238,9 +260,6 @@ class SDKEngine:
     def _parse(
         self, data: dict[str, Any], model: str, status: int, messages: list[Message]
     ) -> Completion:
-        raise NotImplementedError
-
-    def _classify(self, exc: BaseException) -> Failure | None:
         raise NotImplementedError
 
     # -- the Engine protocol -----------------------------------------------------------
