@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from timing import timed
+
 from rlmagent import FunctionEngine, RLMAgent, ScriptedEngine
 from rlmagent.sandbox import InProcessSandbox, SubprocessSandbox
 
@@ -32,15 +34,6 @@ def make_sandbox(kind: str):
     if kind == "auto":
         return SubprocessSandbox()
     return SubprocessSandbox(isolation=kind)  # type: ignore[call-arg]
-
-
-def timed(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def bench_batch(kind: str, repeats: int) -> dict:

@@ -27,8 +27,9 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
+
+from timing import timed
 
 from rlmagent import FunctionEngine, RLMAgent, ScriptedEngine
 from rlmagent.sandbox import FunctionSpec, SubprocessSandbox
@@ -54,15 +55,6 @@ def stats(samples: list[float]) -> dict[str, float]:
         "p90_ms": ordered[int(0.9 * (len(ordered) - 1))] * 1000,
         "n": len(ordered),
     }
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def bench_tier(tier: str, repeats: int) -> dict[str, Any]:
