@@ -45,7 +45,9 @@ def make_engine(
     """
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("mode") == "async-httpx":
-        monkeypatch.setattr(sdk, "async_transport", lambda _: None)
+        monkeypatch.setattr(
+            sdk, "async_http_client", lambda sdk, **opts: sdk.DefaultAsyncHttpxClient(**opts)
+        )
     built: list[Any] = []
 
     def make(provider: str, model: str | None = None, **options: Any) -> Any:

@@ -14,7 +14,8 @@ Faults are queued with :meth:`FakeLLMServer.push` and consumed one per request, 
 * ``Fault.drop()`` -- close the connection without a response
 * ``Fault.reply(payload)`` -- 200 with this JSON payload instead of the real answer
 
-``delay`` (seconds) makes every normal answer wait first (used by the benchmark).
+``delay`` (seconds) makes every normal answer wait first (used by the benchmark);
+:meth:`FakeLLMServer.answer_together` holds requests until a number of them are in.
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ class _Handler(BaseHTTPRequestHandler):
         fault = owner._record_and_pop(seen)
         if fault is not None and self._apply(fault):
             return
+        if owner.barrier is not None:
+            try:
+                owner.barrier.wait()
+            except threading.BrokenBarrierError:
+                message = f"fewer than {owner.barrier.parties} requests arrived together"
+                self._send(504, {"error": {"message": message}})
+                return
         if owner.delay:
             time.sleep(owner.delay)
         if self.path == owner.prefix + "/chat/completions":
@@ -253,6 +261,7 @@ class FakeLLMServer:
         self.requests: list[Recorded] = []
         self.stopping = threading.Event()
         self._faults: deque[Fault] = deque()
+        self.barrier: threading.Barrier | None = None
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -275,10 +284,21 @@ class FakeLLMServer:
         with self._lock:
             self._faults.extend(faults)
 
+    def answer_together(self, n: int, timeout: float = 10.0) -> None:
+        """From now on, answer requests only in groups of ``n`` arrived together.
+
+        A request still waiting for its group after ``timeout`` seconds (and every one
+        after it) is answered 504. ``reset()`` ends this.
+        """
+        self.barrier = threading.Barrier(n, timeout=timeout)
+
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+            if self.barrier is not None:
+                self.barrier.abort()  # frees anything still held
+            self.barrier = None
 
     def _record_and_pop(self, recorded: Recorded) -> Fault | None:
         with self._lock:

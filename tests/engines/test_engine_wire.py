@@ -143,6 +143,30 @@ def test_concurrent_async_calls(make_engine, provider: str) -> None:
     assert asyncio.run(batch()) == [f"echo: item {i}" for i in range(20)]
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_concurrent_requests_are_in_flight_together(make_engine, server, provider: str) -> None:
+    """The send gate makes building serial, never the wait for answers."""
+    engine = make_engine(provider)
+    server.answer_together(8)  # answers nothing until all 8 are in
+
+    async def batch() -> list[str]:
+        calls = [engine.agenerate([{"role": "user", "content": f"item {i}"}]) for i in range(8)]
+        return [c.content for c in await asyncio.gather(*calls)]
+
+    assert asyncio.run(batch()) == [f"echo: item {i}" for i in range(8)]
+
+
+def test_request_failing_before_it_is_sent_frees_the_send_gate(make_engine) -> None:
+    engine = make_engine("openai")
+
+    async def failed_then_fine() -> str:
+        with pytest.raises(TypeError, match="JSON serializable"):
+            await engine.agenerate(USER, unsendable=object())
+        return (await asyncio.wait_for(engine.agenerate(USER), 10)).content
+
+    assert asyncio.run(failed_then_fine()) == "echo: hello there"
+
+
 def test_concurrent_sync_calls_from_threads(make_engine) -> None:
     engine = make_engine("anthropic")
     with ThreadPoolExecutor(8) as pool:
