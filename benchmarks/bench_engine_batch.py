@@ -8,13 +8,17 @@ A loopback server speaking the OpenAI chat-completions API answers every request
 1. engine: 64 concurrent ``agenerate`` calls through ``get_engine("openai:...")``,
    at most 16 in flight (an asyncio.Semaphore). Each run is its own ``asyncio.run``
    (a fresh event loop, as a user's script would have). Ideal: 4 x delay.
+   engine-ungated: the same with the engine's send gate held open (each request then
+   waits for all the others started with it to be built before it is written).
 2. sdk-httpx / sdk-aiohttp (baselines): the same batch straight through one
    ``openai.AsyncOpenAI`` client on one long-lived event loop, no rlmagent code: what the
    SDK itself costs, on its default httpx transport and on its aiohttp one (which the
    engine uses when aiohttp is installed).
 3. agent: a whole RLM run whose one cell does ``llm_batch`` of 64 prompts, with a
    ScriptedEngine as root and the OpenAI engine as ``sub_engine``
-   (``max_concurrency=16``). Ideal: 4 x delay, plus the run's fixed cost.
+   (``max_concurrency=16``). Ideal: 4 x delay, plus the run's fixed cost (sandbox,
+   root turns); also reported: the batch's own span in the trajectory, from the first
+   sub-call's start to the last one's end.
 
 The server runs in its own process (as a real one would), so its request handling does
 not share the benchmark's GIL. Also reported: how many TCP connections the server saw
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -34,7 +39,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from rlmagent.engines import get_engine
+from rlmagent.engines import get_engine, sdk
 
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "engines" / "fake_server.py"
 
@@ -55,6 +60,22 @@ def bench_engine(engine, delay: float, repeats: int) -> dict:
         assert answers == [f"echo: item {i}" for i in range(N_CALLS)]
 
     return measure(lambda: asyncio.run(batch()), delay, repeats)
+
+
+@contextlib.contextmanager
+def send_gate_open():
+    """Patch the engines' send gate to let every request through at once."""
+
+    @contextlib.asynccontextmanager
+    async def open_gate(self):
+        yield
+
+    building = sdk.SendGate.building
+    sdk.SendGate.building = open_gate
+    try:
+        yield
+    finally:
+        sdk.SendGate.building = building
 
 
 def measure(run, delay: float, repeats: int) -> dict:
@@ -114,16 +135,24 @@ def bench_agent(engine, delay: float, repeats: int) -> dict | None:
         "print(sum(a.startswith('echo') for a in r))"
     )
     final = "```repl\nFINAL('done')\n```"
+    spans: list[float] = []
 
     def once() -> None:
         root = ScriptedEngine([f"```repl\n{code}\n```", final])
         agent = RLMAgent(
             root, "root", sub_engine=engine, sub_model=engine.model, max_concurrency=CONCURRENCY
         )
-        output = agent.run("q", context="c").trajectory[0].cells[0].result.output
-        assert output.strip() == str(N_CALLS), output
+        cell = agent.run("q", context="c").trajectory[0].cells[0]
+        assert cell.result.output.strip() == str(N_CALLS), cell.result.output
+        calls = cell.sub_calls
+        spans.append(
+            max(c.started_at + c.latency_s for c in calls) - min(c.started_at for c in calls)
+        )
 
-    return measure(once, delay, repeats)
+    figures = measure(once, delay, repeats)
+    batch = statistics.median(spans[1:])  # not the warm-up
+    figures.update(batch_span_s=batch, batch_ratio=batch / figures["ideal_s"])
+    return figures
 
 
 def connections(base_url: str) -> int:
@@ -151,6 +180,10 @@ def main() -> None:
             figures["engine"] = bench_engine(engine, args.delay, args.repeats)
             figures["engine"]["connections"] = connections(url)
         seen = figures["engine"]["connections"]
+        with send_gate_open(), get_engine("openai:gpt-5-mini", base_url=url, api_key="b") as engine:
+            figures["engine-ungated"] = bench_engine(engine, args.delay, args.repeats)
+            figures["engine-ungated"]["connections"] = connections(url) - seen
+            seen += figures["engine-ungated"]["connections"]
         for transport in ("httpx", "aiohttp"):
             name = f"sdk-{transport}"
             figures[name] = bench_sdk(url, args.delay, args.repeats, transport)
@@ -174,6 +207,12 @@ def main() -> None:
             f"ideal {fig['ideal_s'] * 1000:.0f} ms, ratio {fig['ratio']:.2f}x, "
             f"client CPU {fig['client_cpu_ms_per_call']:.1f} ms/call, "
             f"{fig['connections']} TCP connections"
+        )
+    if "agent" in figures:
+        agent = figures["agent"]
+        print(
+            f"agent's batch span: median {agent['batch_span_s'] * 1000:.0f} ms, "
+            f"ratio {agent['batch_ratio']:.2f}x (the rest of the run is its fixed cost)"
         )
     print(f"1-minute load average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
 
