@@ -64,6 +64,39 @@ def test_memory_bomb_is_a_memory_error_and_state_is_kept(tier):
         assert_continues(session, state="kept")
 
 
+HOG = """
+import os, time
+for _ in range({n}):
+    if os.fork() == 0:
+        time.sleep({wait})
+        held = b"x" * ({mb} * 1024**2)
+        time.sleep(60)
+        os._exit(0)
+"""
+
+
+def test_processes_over_total_memory_are_all_killed(tier):
+    """Each child stays under memory_bytes; together they pass total_memory_bytes."""
+    code = HOG.format(n=3, wait=0, mb=200) + "time.sleep(30)"
+    with open_session(tier, total_memory_bytes=400 * MB, cell_timeout_s=60) as session:
+        session.execute("x = 1")
+        result = session.execute(code)
+        assert result.state_lost and not result.timed_out, result
+        assert "Limits.total_memory_bytes" in result.error and "400 MiB" in result.error
+        assert result.duration_s < 20  # the watch killed them, not the cell's timeout
+        assert_continues(session)
+
+
+def test_memory_taken_between_cells_is_caught_at_the_next_cell(tier):
+    with open_session(tier, total_memory_bytes=300 * MB) as session:
+        started = session.execute(HOG.format(n=1, wait=0.3, mb=500))
+        assert started.error is None, started.error
+        time.sleep(2)  # the background child takes its 500 MB meanwhile
+        result = session.execute("print('next')")
+        assert result.state_lost and "Limits.total_memory_bytes" in result.error
+        assert_continues(session)
+
+
 def test_thread_bomb_stops_at_a_limit(tier):
     code = """
 import threading, time

@@ -23,6 +23,7 @@ Handler = Callable[[str, dict[str, Any]], Any]
 DEFAULT_CELL_TIMEOUT_S = 120.0
 DEFAULT_CPU_SECONDS = 600
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
+DEFAULT_TOTAL_MEMORY_BYTES = 4 * 1024**3
 DEFAULT_FILE_SIZE_BYTES = 1024**3
 DEFAULT_DISK_BYTES = 512 * 1024**2
 DEFAULT_OPEN_FILES = 256
@@ -37,6 +38,8 @@ class Limits:
       waiting for the host (sub-calls, tools); then every process of the cell is killed.
     - ``cpu_seconds``: CPU time of the worker per cell (``RLIMIT_CPU``, then SIGKILL).
     - ``memory_bytes``: address space of each process (``RLIMIT_AS``).
+    - ``total_memory_bytes``: resident memory of all the sandbox's processes together
+      (measured every 50 ms; over it, they are all killed: see ``sandbox/memwatch.py``).
     - ``file_size_bytes``: largest file a process may write (``RLIMIT_FSIZE``).
     - ``disk_bytes``: total bytes the sandbox may keep written (its bounded tmpfs; the
       bubblewrap tier only: the plain tier has no such bound).
@@ -50,6 +53,7 @@ class Limits:
     cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S
     cpu_seconds: int = DEFAULT_CPU_SECONDS
     memory_bytes: int = DEFAULT_MEMORY_BYTES
+    total_memory_bytes: int = DEFAULT_TOTAL_MEMORY_BYTES
     file_size_bytes: int = DEFAULT_FILE_SIZE_BYTES
     open_files: int = DEFAULT_OPEN_FILES
     disk_bytes: int = DEFAULT_DISK_BYTES

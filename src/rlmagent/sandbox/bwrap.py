@@ -43,10 +43,10 @@ from rlmagent.sandbox.process import (
     Worker,
     children,
     clean_env,
-    descendants,
     signal_name,
     spawn,
     staged_worker,
+    tree,
     worker_command,
 )
 from rlmagent.sandbox.seccomp import build_filter
@@ -113,7 +113,7 @@ class BwrapWorker(Worker):
     def processes(self) -> list[int]:
         if self.pid1 is None:
             return super().processes()
-        return [self.pid1, *descendants(self.pid1)]
+        return tree(self.pid1)
 
     def exit_reason(self) -> str:
         status = self.proc.poll()

@@ -109,6 +109,17 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it, by the kernel's per-thread child lists."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children(current))
+    return found
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL every descendant of ``pid``, round after round until none is left."""
     for _ in range(KILL_ROUNDS):
@@ -203,7 +214,7 @@ class Worker:
 
     def processes(self) -> list[int]:
         """Host pids of every process of this worker's sandbox that is still alive."""
-        return [self.pid, *descendants(self.pid)]
+        return tree(self.pid)
 
     def kill(self) -> None:
         raise NotImplementedError

@@ -39,6 +39,7 @@ from rlmagent.errors import SandboxError, UsageError
 from rlmagent.sandbox import protocol
 from rlmagent.sandbox.base import FunctionSpec, Handler, Limits, cut, stage_context
 from rlmagent.sandbox.bwrap import BwrapLauncher, find_bwrap
+from rlmagent.sandbox.memwatch import WATCH
 from rlmagent.sandbox.process import ProcessLauncher, Worker
 from rlmagent.sandbox.workdirs import LockedDir, sweep_once
 from rlmagent.types import ExecResult
@@ -193,6 +194,7 @@ class SubprocessSession:
         self._context = context
         self._worker: Worker | None = None
         self._cell = 0
+        self._memory_exceeded: str | None = None
         self.hardening: tuple[str, ...] = ()
         """Protections beyond the tier's own, e.g. ``("seccomp",)`` (see SECURITY.md)."""
         try:
@@ -208,6 +210,7 @@ class SubprocessSession:
         except BaseException:
             self.close()
             raise
+        WATCH.add(self)
 
     # -- the context file ---------------------------------------------------------------
 
@@ -248,6 +251,19 @@ class SubprocessSession:
     def processes(self) -> list[int]:
         """Host pids of every live process of this session's sandbox (diagnostics)."""
         return self._worker.processes() if self._worker else []
+
+    def memory_check(self) -> tuple[list[int], int] | None:
+        worker = self._worker
+        if worker is None or worker.proc.poll() is not None:
+            return None
+        return worker.processes(), self.limits.total_memory_bytes
+
+    def memory_exceeded(self, used: int, limit: int) -> None:
+        self._memory_exceeded = (
+            f"the sandbox's processes held {used / 2**20:,.0f} MiB of memory together, "
+            f"over its limit of {limit / 2**20:,.0f} MiB (Limits.total_memory_bytes), "
+            "and were all killed"
+        )
 
     def _spawn(self) -> None:
         self._restage_if_changed()
@@ -363,6 +379,7 @@ class SubprocessSession:
 
     def _lost(self, why: str, started: float, *, timed_out: bool = False) -> ExecResult:
         self._kill()
+        why, self._memory_exceeded = self._memory_exceeded or why, None
         self._spawn()
         return ExecResult(
             error=f"{why}; the REPL was restarted: variables from earlier cells are lost "
@@ -373,6 +390,7 @@ class SubprocessSession:
         )
 
     def close(self) -> None:
+        WATCH.discard(self)
         self._kill()
         self._dir.remove()
 

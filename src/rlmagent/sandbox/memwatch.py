@@ -1,0 +1,113 @@
+"""A bound on the memory a sandbox holds in all processes together (``total_memory_bytes``).
+
+``RLIMIT_AS`` bounds each process; nothing in rlimits bounds their sum, so a cell that
+starts many processes could take the host's memory. One daemon thread (started with the
+first sandbox) looks at every live sandbox every :data:`INTERVAL_S`: it adds up the
+resident anonymous and shared memory (``RssAnon`` + ``RssShmem`` of ``/proc/PID/status``,
+about 25 us a process) of the worker and every process below it, and over the limit
+SIGKILLs them all. The session notices the dead worker as it would a crash, and tells
+the model why. A forked child's pages that it still shares with its parent count in
+both (conservative). Linux only: elsewhere nothing is watched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Protocol
+
+INTERVAL_S = 0.05
+"""How often every sandbox is measured: a fast allocator can overshoot by what it
+allocates in this time (a few hundred MB at most on one core)."""
+
+_FIELDS = (b"RssAnon:", b"RssShmem:")
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident anonymous + shared memory of one process, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    kib = 0
+    for line in lines:
+        if line.startswith(_FIELDS):
+            with contextlib.suppress(ValueError, IndexError):
+                kib += int(line.split()[1])
+    return kib * 1024
+
+
+def total_bytes(pids: Iterable[int]) -> int:
+    return sum(resident_bytes(pid) for pid in pids)
+
+
+class Watched(Protocol):
+    """What the watch needs of a session."""
+
+    def memory_check(self) -> tuple[list[int], int] | None:
+        """The pids of the live sandbox and its limit in bytes, or None (nothing runs)."""
+        ...
+
+    def memory_exceeded(self, used: int, limit: int) -> None:
+        """Called on the watch thread, just before the processes are killed."""
+        ...
+
+
+class MemoryWatch:
+    """One thread measuring every registered session; see the module docstring."""
+
+    def __init__(self, interval: float = INTERVAL_S) -> None:
+        self.interval = interval
+        self._sessions: weakref.WeakSet[Watched] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, session: Watched) -> None:
+        if not os.path.isdir("/proc"):
+            return
+        with self._lock:
+            self._sessions.add(session)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="rlmagent-memory-watch", daemon=True
+                )
+                self._thread.start()
+
+    def discard(self, session: Watched) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                sessions = list(self._sessions)
+            for session in sessions:
+                with contextlib.suppress(Exception):  # one bad session must not stop the watch
+                    self.check(session)
+
+    @staticmethod
+    def check(session: Watched) -> bool:
+        """Measure one session; over its limit, tell it, then kill its processes. True then."""
+        found = session.memory_check()
+        if found is None:
+            return False
+        pids, limit = found
+        used = total_bytes(pids)
+        if used <= limit:
+            return False
+        session.memory_exceeded(used, limit)  # first: the session reads it once they die
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return True
+
+
+WATCH = MemoryWatch()
+"""The process's one watch."""
