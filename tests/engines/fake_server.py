@@ -114,11 +114,12 @@ class _Handler(BaseHTTPRequestHandler):
         fault = owner._record_and_pop(seen)
         if fault is not None and self._apply(fault):
             return
-        if owner.barrier is not None:
+        barrier = owner.barrier
+        if barrier is not None:
             try:
-                owner.barrier.wait()
+                barrier.wait()
             except threading.BrokenBarrierError:
-                message = f"fewer than {owner.barrier.parties} requests arrived together"
+                message = f"fewer than {barrier.parties} requests arrived together"
                 self._send(504, {"error": {"message": message}})
                 return
         if owner.delay:
