@@ -110,7 +110,13 @@ def descendants(pid: int) -> list[int]:
 
 
 def tree(pid: int) -> list[int]:
-    """``pid`` and every live process below it, by the kernel's per-thread child lists."""
+    """``pid`` and every live process below it, by the kernel's per-thread child lists.
+
+    Cheaper than :func:`descendants` (a few small reads instead of all of ``/proc``), for
+    measuring; killing keeps the full snapshot, which leaves zombies out.
+    """
+    if not os.path.isdir("/proc"):
+        return [pid]
     found: list[int] = []
     todo = [pid]
     while todo:
