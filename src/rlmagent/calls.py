@@ -12,9 +12,10 @@ Concurrency and depth: see :mod:`rlmagent.tree`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rlmagent.budget import UsageMeter
@@ -166,17 +167,7 @@ class HostFunctions:
 
     async def query(self, prompt: str, *, batch_id: str | None = None) -> str:
         agent = self.agent
-        call_id = self.tree.new_id("call-")
-        self.tree.publish(
-            SubCallStarted(
-                **self._ev(),
-                call_id=call_id,
-                prompt=prompt,
-                model=agent.sub_model,
-                batch_id=batch_id,
-            )
-        )
-        started, t0 = time.time(), time.monotonic()
+        _, record = self._start(prompt, agent.sub_model, batch_id)
         try:
             completion = await self.tree.complete(
                 agent.sub_engine,
@@ -187,30 +178,30 @@ class HostFunctions:
                 meter=self.meter,
             )
         except BaseException as exc:
-            self._record(
-                call_id,
-                prompt,
-                agent.sub_model,
-                batch_id,
-                started,
-                t0,
-                answer=None,
-                error=_describe(exc),
-            )
+            record(answer=None, error=_describe(exc))
             raise
-        self._record(
-            call_id,
-            prompt,
-            agent.sub_model,
-            batch_id,
-            started,
-            t0,
+        record(
             answer=completion.content,
             usage=completion.usage,
             cost_usd=completion.cost_usd,
             cached=completion.cached,
         )
         return completion.content
+
+    def _start(
+        self, prompt: str, model: str, batch_id: str | None
+    ) -> tuple[str, Callable[..., None]]:
+        """Publish a sub-call's start; its id, and ``record(**outcome)`` for its end."""
+        call_id = self.tree.new_id("call-")
+        self.tree.publish(
+            SubCallStarted(
+                **self._ev(), call_id=call_id, prompt=prompt, model=model, batch_id=batch_id
+            )
+        )
+        record = functools.partial(
+            self._record, call_id, prompt, model, batch_id, time.time(), time.monotonic()
+        )
+        return call_id, record
 
     def _record(
         self,
@@ -273,17 +264,7 @@ class HostFunctions:
 
         context = check_context(context)
         child_agent = self.agent.child_agent or self.agent
-        call_id = self.tree.new_id("call-")
-        self.tree.publish(
-            SubCallStarted(
-                **self._ev(),
-                call_id=call_id,
-                prompt=prompt,
-                model=child_agent.model,
-                batch_id=batch_id,
-            )
-        )
-        started, t0 = time.time(), time.monotonic()
+        call_id, record = self._start(prompt, child_agent.model, batch_id)
         run = None
         try:
             async with self.tree.child_slot(self.depth + 1):
@@ -299,13 +280,7 @@ class HostFunctions:
                 result = await run.run()
         except BaseException as exc:
             usage = run.meter.snapshot() if run is not None else None
-            self._record(
-                call_id,
-                prompt,
-                child_agent.model,
-                batch_id,
-                started,
-                t0,
+            record(
                 answer=None,
                 error=_describe(exc),
                 usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens)
@@ -317,13 +292,7 @@ class HostFunctions:
             )
             raise
         usage = result.usage
-        self._record(
-            call_id,
-            prompt,
-            child_agent.model,
-            batch_id,
-            started,
-            t0,
+        record(
             answer=result.content,
             usage=TokenUsage(usage.prompt_tokens, usage.completion_tokens),
             cost_usd=usage.cost_usd,
