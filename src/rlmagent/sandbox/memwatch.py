@@ -4,7 +4,7 @@
 starts many processes could take the host's memory. One daemon thread (started with the
 first sandbox) looks at every live sandbox every :data:`INTERVAL_S`: it adds up the
 resident anonymous and shared memory (``RssAnon`` + ``RssShmem`` of ``/proc/PID/status``,
-about 25 us a process) of the worker and every process below it, and over the limit
+one small read a process) of the worker and every process below it, and over the limit
 SIGKILLs them all. The session notices the dead worker as it would a crash, and tells
 the model why. A forked child's pages that it still shares with its parent count in
 both (conservative). Linux only: elsewhere nothing is watched.
@@ -23,7 +23,7 @@ from typing import Protocol
 
 INTERVAL_S = 0.05
 """How often every sandbox is measured: a fast allocator can overshoot by what it
-allocates in this time (a few hundred MB at most on one core)."""
+allocates in this time."""
 
 _FIELDS = (b"RssAnon:", b"RssShmem:")
 
