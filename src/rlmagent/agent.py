@@ -10,29 +10,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any
 
-from rlmagent import prompts
 from rlmagent.budget import Budget, BudgetLedger, UsageMeter, price_of
 from rlmagent.cache import CompletionCache
-from rlmagent.calls import HostFunctions
 from rlmagent.engines.base import Engine
 from rlmagent.errors import UsageError
-from rlmagent.events import (
-    EventBus,
-)
-from rlmagent.loop import Run
+from rlmagent.events import EventBus
+from rlmagent.run import Run, run_with_deadline
 from rlmagent.sandbox.base import Sandbox, check_context
 from rlmagent.sandbox.subprocess import SubprocessSandbox
-from rlmagent.tools import Tool, check_tools, signature
+from rlmagent.settings import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_OUTPUT_CHARS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MAX_TURNS,
+    DEFAULT_SUB_MAX_TOKENS,
+    DEFAULT_SUB_TEMPERATURE,
+    DEFAULT_TEMPERATURE,
+    ModelSettings,
+    RunSettings,
+    profile_for,
+)
+from rlmagent.tools import Tool, check_tools
 from rlmagent.tree import Tree
 from rlmagent.types import AgentResult
-
-T = TypeVar("T")
-
-DEFAULT_MAX_TURNS = 10
-DEFAULT_MAX_CONCURRENCY = 16
-DEFAULT_MAX_DEPTH = 1
 
 
 class RLMAgent:
@@ -54,8 +58,8 @@ class RLMAgent:
     ``budget`` (a :class:`~rlmagent.budget.Budget`) caps calls, tokens, cost and time over
     the whole tree. When a limit is reached the model sees it in the REPL, and the root
     is asked once for a final answer (a call kept back for it): :meth:`run` then
-    returns that answer with ``metadata["stop_reason"] == "budget"`` and
-    ``metadata["budget_limit"]`` naming the limit. When no answer can be had (time is up,
+    returns that answer with ``stop_reason == "budget"`` and ``budget_limit`` naming
+    the limit. When no answer can be had (time is up,
     or the reserve does not fit), :meth:`run` raises
     :class:`~rlmagent.errors.BudgetExceeded`, carrying ``limit_name``, ``spent``,
     ``limit``, ``partial_answer`` (the last FINAL value the model wrote, or None) and
@@ -68,7 +72,15 @@ class RLMAgent:
     Cancelling :meth:`arun` (or Ctrl-C in :meth:`run`) stops every call in flight and
     kills every sandbox of the tree before the ``CancelledError`` (``KeyboardInterrupt``)
     propagates; the root's ``RunEnded`` event carries the partial result, with the last
-    FINAL value in ``metadata["partial_answer"]``.
+    FINAL value in ``partial_answer``.
+
+    ``prompt_profile`` picks the system prompt: ``"small"`` (worked examples and one-line
+    patterns, for small local roots) or ``"capable"`` (the paper's strategies, for
+    frontier models); default by engine (the embedded model gets ``small``).
+    ``check_answers`` questions a FINAL that rests on no output the model saw and has a
+    sub-call check that the outputs support it (default: on with ``small``).
+    All settings end up in :attr:`settings`, a frozen
+    :class:`~rlmagent.settings.RunSettings`.
     """
 
     def __init__(
@@ -79,12 +91,12 @@ class RLMAgent:
         tools: Sequence[Tool] | None = None,
         bus: EventBus | None = None,
         max_turns: int = DEFAULT_MAX_TURNS,
-        temperature: float = 0.7,
-        max_tokens: int = 2048,
+        temperature: float = DEFAULT_TEMPERATURE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
         sub_model: str | None = None,
-        sub_temperature: float = 0.3,
-        sub_max_tokens: int = 1024,
-        max_output_chars: int = 10_000,
+        sub_temperature: float = DEFAULT_SUB_TEMPERATURE,
+        sub_max_tokens: int = DEFAULT_SUB_MAX_TOKENS,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         system_prompt: str | None = None,
         sandbox: Sandbox | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -95,6 +107,8 @@ class RLMAgent:
         budget: Budget | None = None,
         cache: str | Path | CompletionCache | None = None,
         child_agent: RLMAgent | None = None,
+        prompt_profile: str | None = None,
+        check_answers: bool | None = None,
     ) -> None:
         for name, value in (("engine", engine), ("sub_engine", sub_engine or engine)):
             if not callable(getattr(value, "agenerate", None)):
@@ -103,43 +117,46 @@ class RLMAgent:
                 )
         if not isinstance(model, str) or not model:
             raise UsageError("model must be a non-empty string")
-        for name, number in (
-            ("max_turns", max_turns),
-            ("max_tokens", max_tokens),
-            ("sub_max_tokens", sub_max_tokens),
-            ("max_output_chars", max_output_chars),
-            ("max_concurrency", max_concurrency),
-            ("max_depth", max_depth),
-        ):
-            if not isinstance(number, int) or number < 1:
-                raise UsageError(f"{name} must be a positive int, got {number!r}")
-        self.engine = engine
-        self.model = model
-        self.sub_engine = sub_engine or engine
-        self.sub_model = sub_model or model
-        self.tools = check_tools(tools)
-        self.bus = bus
-        self.max_turns = max_turns
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.sub_temperature = sub_temperature
-        self.sub_max_tokens = sub_max_tokens
-        self.max_output_chars = max_output_chars
-        self.system_prompt = system_prompt
-        self.sandbox: Sandbox = sandbox if sandbox is not None else SubprocessSandbox()
-        self.max_concurrency = max_concurrency
-        self.trace = Path(trace) if trace is not None else None
-        self.sub_calls = sub_calls
+        if not isinstance(sub_max_tokens, int) or sub_max_tokens < 1:
+            raise UsageError(f"sub_max_tokens must be a positive int, got {sub_max_tokens!r}")
         if budget is not None and not isinstance(budget, Budget):
             raise UsageError(f"budget must be a rlmagent.Budget, got {budget!r}")
         if cache is not None and not isinstance(cache, str | Path | CompletionCache):
             raise UsageError(f"cache must be a path or a CompletionCache, got {cache!r}")
         if child_agent is not None and not isinstance(child_agent, RLMAgent):
             raise UsageError(f"child_agent must be an RLMAgent, got {child_agent!r}")
-        self.max_depth = max_depth
+        profile = prompt_profile if prompt_profile is not None else profile_for(engine)
+        self.settings = RunSettings(
+            root=ModelSettings(engine, model, temperature, max_tokens),
+            sub=ModelSettings(
+                sub_engine or engine, sub_model or model, sub_temperature, sub_max_tokens
+            ),
+            sandbox=sandbox if sandbox is not None else SubprocessSandbox(),
+            tools=MappingProxyType(check_tools(tools)),
+            max_turns=max_turns,
+            max_output_chars=max_output_chars,
+            max_concurrency=max_concurrency,
+            max_depth=max_depth,
+            sub_calls=sub_calls,
+            system_prompt=system_prompt,
+            prompt_profile=profile,
+            check_answers=profile == "small" if check_answers is None else check_answers,
+            child=child_agent.settings if child_agent is not None else None,
+        )
+        self.bus = bus
+        self.trace = Path(trace) if trace is not None else None
         self.budget = budget
         self.cache = cache
-        self.child_agent = child_agent
+
+    @property
+    def engine(self) -> Engine:
+        """The root's engine."""
+        return self.settings.root.engine
+
+    @property
+    def model(self) -> str:
+        """The root's model."""
+        return self.settings.root.model
 
     def run(self, input: str, context: Any = None) -> AgentResult:
         """Answer ``input`` (the question) about ``context``. Blocks until done."""
@@ -168,48 +185,38 @@ class RLMAgent:
             if owned is not None:
                 owned.close()
             raise
+        settings = self.settings
         tree = Tree(
             loop=asyncio.get_running_loop(),
             meter=UsageMeter(),
-            semaphore=asyncio.Semaphore(self.max_concurrency),
+            semaphore=asyncio.Semaphore(settings.max_concurrency),
             bus=bus,
             ledger=ledger,
             cache=cache,
-            max_depth=self.max_depth,
-            max_concurrency=self.max_concurrency,
+            max_depth=settings.max_depth,
+            max_concurrency=settings.max_concurrency,
         )
-        run = Run(self, tree, input, context)
+        run = Run(settings, tree, input, context)
         try:
             if ledger is None or ledger.budget.max_seconds is None:
                 return await run.run()
-            return await _with_deadline(run, ledger)
+            return await run_with_deadline(run, ledger)
         finally:
             if owned is not None:
                 owned.close()
             close_trace()
 
-    def _chain(self) -> list[RLMAgent]:
-        """This agent and the chain of ``child_agent`` below it, one per depth used."""
-        chain: list[RLMAgent] = [self]
-        child = self.child_agent
-        while len(chain) < self.max_depth and child is not None:
-            chain.append(child)
-            child = child.child_agent
-        return chain
-
     def _check_prices(self) -> None:
-        for agent in self._chain():
-            pairs = [(agent.engine, agent.model)]
-            if agent.sub_calls:
-                pairs.append((agent.sub_engine, agent.sub_model))
-            for engine, model in pairs:
-                if price_of(engine, model) is None:
-                    provider = getattr(engine, "provider", type(engine).__name__)
+        for settings in self.settings.chain():
+            roles = [settings.root, settings.sub] if settings.sub_calls else [settings.root]
+            for role in roles:
+                if price_of(role.engine, role.model) is None:
                     raise UsageError(
                         f"a cost budget (max_cost_usd) needs the price of every model, but "
-                        f"the {provider} engine has no price for model {model!r}: give the "
-                        "engine prices={model: (input, output)} (USD per million tokens; "
-                        "price=(input, output) for a test engine), or drop max_cost_usd"
+                        f"the {role.engine.provider} engine has no price for model "
+                        f"{role.model!r}: give the engine prices={{model: (input, output)}} "
+                        "(USD per million tokens; price=(input, output) for a test engine), "
+                        "or drop max_cost_usd"
                     )
 
     def _bus(self) -> tuple[EventBus | None, Callable[[], None]]:
@@ -226,38 +233,3 @@ class RLMAgent:
             writer.close()
 
         return bus, close
-
-    def system_message(self, functions: HostFunctions) -> str:
-        if self.system_prompt is not None:
-            return self.system_prompt
-        lines = [f"- {spec.doc}" for spec in functions.described()]
-        lines.append("- `SHOW_VARS()`: the variables you have defined so far.")
-        tool_text = ""
-        if self.tools:
-            tool_text = "\nTools (call them like functions in the REPL):\n" + "\n".join(
-                signature(t) for t in self.tools.values()
-            )
-        return prompts.render(
-            "system",
-            functions="\n".join(lines),
-            sub_example="\n" + prompts.render("sub_example") + "\n" if self.sub_calls else "",
-            tools=tool_text,
-        )
-
-
-async def _with_deadline(run: Run, ledger: BudgetLedger) -> AgentResult:
-    """``run`` cancelled at the budget's ``max_seconds``, which becomes BudgetExceeded."""
-    assert ledger.budget.max_seconds is not None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + ledger.budget.max_seconds - ledger.elapsed()
-    try:
-        async with asyncio.timeout_at(deadline) as timeout:
-            return await run.run()
-    except TimeoutError:
-        if not timeout.expired():
-            raise
-        error = run.budget_error(
-            ledger.refuse("seconds", f"max_seconds={ledger.budget.max_seconds:g} reached")
-        )
-        error.partial = run.partial
-        raise error from None

@@ -24,6 +24,7 @@ from rlmagent.cache import CompletionCache, cache_key, engine_identity
 from rlmagent.engines.base import run_blocking
 from rlmagent.engines.pricing import Price
 from rlmagent.events import Event, EventBus
+from rlmagent.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DEPTH
 from rlmagent.types import Completion, Message
 
 
@@ -38,8 +39,8 @@ class Tree:
     ids: itertools.count[int] = field(default_factory=itertools.count)
     ledger: BudgetLedger | None = None
     cache: CompletionCache | None = None
-    max_depth: int = 1
-    max_concurrency: int = 16
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     _child_slots: dict[int, asyncio.Semaphore] = field(default_factory=dict)
     _prices: dict[tuple[int, str], Price | None] = field(default_factory=dict)
 

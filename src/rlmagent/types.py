@@ -185,15 +185,52 @@ class Step:
     latency_s: float = 0.0
 
 
+STOP_REASONS = (
+    "final",
+    "final_repeated",
+    "answer_without_final",
+    "max_turns",
+    "budget",
+    "cancelled",
+    "error",
+)
+"""Why a run ended. The first three are confident answers; the rest are not."""
+
+
 @dataclass(frozen=True, slots=True)
 class AgentResult:
-    """The outcome of :meth:`rlmagent.RLMAgent.run`."""
+    """The outcome of :meth:`rlmagent.RLMAgent.run`.
+
+    ``stop_reason`` is one of :data:`STOP_REASONS`. ``partial_answer`` is the last FINAL
+    value the model wrote, on a run that ended without a confident answer.
+    ``budget_limit`` names the budget limit that stopped the run (``"calls"``,
+    ``"tokens"``, ``"cost"``, ``"seconds"``), and ``budget`` is the ledger's summary
+    (spent and limits) when a budget was set. ``isolation`` is the sandbox tier the
+    REPL ran in, and ``isolation_fallback`` why the strongest tier was not used.
+    ``answer_checked``: True when the support check accepted the answer, False when it
+    did not and the answer stood anyway, None when no check ran. ``metadata`` is for
+    what callers add.
+    """
 
     content: str
     turns: int
     usage: Usage
     trajectory: tuple[Step, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    stop_reason: str | None = None
+    elapsed_s: float = 0.0
+    isolation: str | None = None
+    isolation_fallback: str | None = None
+    partial_answer: str | None = None
+    budget_limit: str | None = None
+    budget: Mapping[str, Any] | None = None
+    answer_checked: bool | None = None
+
+    @property
+    def max_turns_exceeded(self) -> bool:
+        """Whether the run used every turn and answered on the forced final turn."""
+        return self.stop_reason == "max_turns"
 
 
 def to_dict(obj: Any) -> Any:

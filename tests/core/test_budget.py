@@ -135,9 +135,9 @@ def test_hundreds_of_concurrent_sub_calls_never_make_one_call_too_many():
     assert sub.calls == 48 and len(root.calls) == 2
     assert result.usage.calls == 50
     assert result.content == "done"
-    assert result.metadata["stop_reason"] == "budget"
-    assert result.metadata["budget_limit"] == "calls"
-    assert result.metadata["budget"]["spent"]["calls"] == 50
+    assert result.stop_reason == "budget"
+    assert result.budget_limit == "calls"
+    assert result.budget["spent"]["calls"] == 50
     observation = result.trajectory[0].observation
     assert "48\n" in observation and "Budget left: 1 call." in observation
     failed = [c for c in result.trajectory[0].cells[0].sub_calls if c.error]
@@ -159,7 +159,7 @@ def test_token_budget_holds_under_concurrency():
     )
     result = agent.run("q", context="c")
     assert result.usage.total_tokens <= 6000
-    assert result.metadata["budget_limit"] == "tokens"
+    assert result.budget_limit == "tokens"
     assert 0 < sub.calls < 300 and result.content == "done"
 
 
@@ -171,14 +171,15 @@ def test_remaining_budget_is_shown_in_each_observation():
     first, second = (s.observation for s in result.trajectory[:2])
     assert first.endswith("Budget left: 9 calls, " + first.rsplit(", ", 1)[1])
     assert "Budget left: 8 calls" in second
-    assert result.metadata["stop_reason"] == "final"
+    assert result.stop_reason == "final"
 
 
 def test_budget_spans_child_runs_and_the_root_still_answers():
     child_code = "```repl\nprint(llm_batch(['a'] * 20))\n```"
-    child = RLMAgent(ScriptedEngine([child_code] * 4 + ["FINAL(c)"] * 4), "child")
     sub = Counting()
-    child.sub_engine = sub.engine
+    child = RLMAgent(
+        ScriptedEngine([child_code] * 4 + ["FINAL(c)"] * 4), "child", sub_engine=sub.engine
+    )
     root = ScriptedEngine(
         [
             "```repl\nprint(rlm_batch([['x', 'one'], ['y', 'two']]))\n```",
@@ -190,7 +191,7 @@ def test_budget_spans_child_runs_and_the_root_still_answers():
     ).run("q", context="c")
     assert result.content == "root answer"
     assert result.usage.calls == 12  # never one more, though children wanted 40 sub-calls
-    assert result.metadata["stop_reason"] == "budget"
+    assert result.stop_reason == "budget"
     output = result.trajectory[0].cells[0].result.output
     assert "BudgetExceeded" in output
 
@@ -204,7 +205,7 @@ def test_no_final_answer_raises_budget_exceeded_with_the_partial():
     assert error.limit_name == "tokens" and error.limit == 2500
     assert error.partial_answer == "early guess"
     assert error.partial is not None and error.partial.turns == 1
-    assert error.partial.metadata["stop_reason"] == "budget"
+    assert error.partial.stop_reason == "budget"
     assert "without a final answer (last FINAL value: 'early guess')" in str(error)
     assert len(root.calls) == 1
 
@@ -236,7 +237,7 @@ def test_cost_budget_stops_priced_sub_calls():
         root, "m", sub_engine=sub.engine, sub_max_tokens=10, budget=Budget(max_cost_usd=0.5)
     ).run("q", context="c")
     assert result.usage.cost_usd <= 0.5
-    assert result.metadata["budget_limit"] == "cost"
+    assert result.budget_limit == "cost"
     assert 0 < sub.calls < 300 and result.content == "done"
 
 
@@ -255,5 +256,5 @@ def test_time_budget_cancels_a_sleeping_cell_and_raises():
         agent.run("q", context="c")
     assert time.monotonic() - started < 30
     assert info.value.limit_name == "seconds" and info.value.partial_answer == "so far"
-    assert info.value.partial.metadata["budget_limit"] == "seconds"
+    assert info.value.partial.budget_limit == "seconds"
     assert seen and alive(seen) == []

@@ -146,8 +146,8 @@ def test_cached_calls_use_no_budget(tmp_path: Path):
     # turn 1 and the 12 sub-calls come from the cache for free; turn 2's prompt now holds
     # the "Budget left" line, so it is a new call: the only one the budget paid for
     assert counts == {"root": 3, "sub": 12}
-    assert result.content == "done" and result.metadata["stop_reason"] == "final"
-    assert result.metadata["budget"]["spent"]["calls"] == 1
+    assert result.content == "done" and result.stop_reason == "final"
+    assert result.budget["spent"]["calls"] == 1
     assert result.usage.calls == 14 and result.usage.cached_calls == 13
 
 

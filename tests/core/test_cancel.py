@@ -66,9 +66,9 @@ def test_cancelling_arun_kills_the_whole_tree():
     assert set(sandbox_processes(os.getpid())) <= before, describe(sandbox_processes(os.getpid()))
     ends = [e for e in events if isinstance(e, RunEnded)]
     assert sorted(e.depth for e in ends) == [0, 1, 1]
-    assert all(e.result.metadata["stop_reason"] == "cancelled" for e in ends)
+    assert all(e.result.stop_reason == "cancelled" for e in ends)
     root = next(e for e in ends if e.depth == 0)
-    assert root.result.metadata["partial_answer"] == "half"
+    assert root.result.partial_answer == "half"
     failed = [e.call for e in events if isinstance(e, SubCallEnded) and e.call.error]
     assert len(failed) == 5 and {c.error for c in failed} == {"cancelled"}
 

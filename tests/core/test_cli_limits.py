@@ -52,8 +52,8 @@ def test_max_calls_stops_the_run_with_one_final_answer(capsys, provider):
     assert code == 0
     assert data["answer"] == "the answer"
     assert data["usage"]["calls"] == 2 and len(CALLS) == 2
-    assert data["metadata"]["stop_reason"] == "budget"
-    assert data["metadata"]["budget_limit"] == "calls"
+    assert data["stop_reason"] == "budget"
+    assert data["budget_limit"] == "calls"
 
 
 def test_a_budget_with_no_room_for_an_answer_exits_1(capsys, provider):

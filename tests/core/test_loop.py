@@ -106,7 +106,7 @@ def test_final_var_missing_name_is_an_error_the_model_sees():
 def test_prose_final_after_code_is_accepted():
     result = agent(["```repl\nprint(1)\n```", 'The answer is FINAL("4417").']).run("q", context="c")
     assert result.content == "4417"
-    assert result.metadata["stop_reason"] == "final"
+    assert result.stop_reason == "final"
 
 
 def test_prose_final_var_is_looked_up_in_the_repl():
@@ -138,7 +138,7 @@ def test_no_code_reply_gets_one_reminder_then_is_the_answer():
     result = RLMAgent(engine, "m").run("q", context="c")
     assert result.content == "Paris"
     assert "no ```repl block" in engine.calls[1][-1]["content"]
-    assert result.metadata["stop_reason"] == "answer_without_final"
+    assert result.stop_reason == "answer_without_final"
 
 
 def test_reply_cut_by_token_limit_is_not_run():
@@ -159,7 +159,7 @@ def test_max_turns_asks_once_more_without_code():
     engine = ScriptedEngine(["```repl\nx = 1\n```"] * 3 + ["FINAL(last word)"])
     result = RLMAgent(engine, "m", max_turns=3).run("q", context="c")
     assert result.content == "last word"
-    assert result.metadata["max_turns_exceeded"] is True
+    assert result.max_turns_exceeded is True
     assert "No turns are left" in engine.calls[3][-1]["content"]
     assert result.turns == 4
 
@@ -343,7 +343,7 @@ def test_engine_error_is_raised_after_the_trajectory_is_kept():
     partial = info.value.partial
     assert partial is not None and partial.turns == 1
     assert partial.trajectory[0].cells[0].result.output == "step one\n"
-    assert partial.metadata["stop_reason"] == "error"
+    assert partial.stop_reason == "error"
     assert type(events[-1]).__name__ == "RunEnded" and events[-1].error
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rlmagent import RLMAgent, ScriptedEngine
-from rlmagent.cli.common import LOCAL_ROOT_TEMPERATURE
 from rlmagent.demo import make_demo
+from rlmagent.settings import LOCAL_ROOT_TEMPERATURE
 
 pytest.importorskip("llama_cpp", reason="the local extra is not installed")
 

@@ -79,5 +79,5 @@ def test_the_tier_is_reported_in_the_result_and_the_events(tier):
     )
     result = agent.run("How long?", context="four")
     assert result.content == "4"
-    assert result.metadata["isolation"] == tier
+    assert result.isolation == tier
     assert started[0].settings["sandbox"] == tier

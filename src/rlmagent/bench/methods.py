@@ -27,6 +27,12 @@ from rlmagent.bench.items import BenchItem
 from rlmagent.budget import Budget
 from rlmagent.engines.base import Engine, estimate_tokens
 from rlmagent.errors import EngineError, RLMError, UsageError
+from rlmagent.settings import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_TURNS,
+    DEFAULT_SUB_TEMPERATURE,
+)
+from rlmagent.settings import DEFAULT_MAX_TOKENS as DEFAULT_RLM_MAX_TOKENS
 from rlmagent.types import Completion, Message, ModelUsage
 
 DEFAULT_WINDOW = 8192
@@ -73,10 +79,6 @@ class Models:
     sub_model: str | None = None
 
 
-DEFAULT_RLM_MAX_TOKENS = 2048
-DEFAULT_SUB_TEMPERATURE = 0.3
-
-
 @dataclass(frozen=True, slots=True)
 class MethodConfig:
     """Settings shared by every method.
@@ -95,10 +97,10 @@ class MethodConfig:
     max_tokens: int = DEFAULT_MAX_TOKENS
     temperature: float = 0.0
     passage_tokens: int = DEFAULT_PASSAGE_TOKENS
-    max_turns: int = 10
+    max_turns: int = DEFAULT_MAX_TURNS
     rlm_max_tokens: int = DEFAULT_RLM_MAX_TOKENS
     sub_temperature: float = DEFAULT_SUB_TEMPERATURE
-    max_concurrency: int = 16
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     sandbox: Callable[[], Any] | None = None
     overflow_check: str = "estimate"
     budget: Budget | None = None
@@ -296,7 +298,7 @@ async def rlm(
         return MethodOutput(partial, "error", total, f"{type(exc).__name__}: {exc}")
     detail = {
         "turns": result.turns,
-        "stop_reason": result.metadata.get("stop_reason"),
+        "stop_reason": result.stop_reason,
         "sub_calls": sum(len(c.sub_calls) for s in result.trajectory for c in s.cells),
     }
     return MethodOutput(result.content, usage=_model_usage(result.usage), detail=detail)

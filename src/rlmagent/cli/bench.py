@@ -21,8 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rlmagent.cli.common import LOCAL_ROOT_MAX_TOKENS, LOCAL_SUB_TEMPERATURE
 from rlmagent.errors import RLMError, UsageError
+from rlmagent.settings import DEFAULT_MAX_TURNS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="when `direct` overflows: estimated tokens (chars/4) + --max-tokens > --window "
         "(default), or the engine's own context-length error (the real tokenizer)",
     )
-    run.add_argument("--max-turns", type=int, default=10, metavar="N", help="RLM root turns")
+    run.add_argument(
+        "--max-turns", type=int, default=DEFAULT_MAX_TURNS, metavar="N", help="RLM root turns"
+    )
     run.add_argument(
         "--rlm-max-calls",
         type=int,
@@ -273,10 +275,12 @@ def handle_run(args: argparse.Namespace) -> int:
         run_bench,
         summarize,
     )
-    from rlmagent.bench.methods import (
-        DEFAULT_RLM_MAX_TOKENS,
+    from rlmagent.bench.methods import default_window
+    from rlmagent.settings import (
+        DEFAULT_MAX_TOKENS,
         DEFAULT_SUB_TEMPERATURE,
-        default_window,
+        LOCAL_ROOT_MAX_TOKENS,
+        LOCAL_SUB_TEMPERATURE,
     )
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
@@ -298,7 +302,7 @@ def handle_run(args: argparse.Namespace) -> int:
     sub_local = getattr(models.sub_engine, "provider", None) == "local"
     config = MethodConfig(
         window=window,
-        rlm_max_tokens=LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_RLM_MAX_TOKENS,
+        rlm_max_tokens=LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_MAX_TOKENS,
         sub_temperature=LOCAL_SUB_TEMPERATURE if sub_local else DEFAULT_SUB_TEMPERATURE,
         max_tokens=args.max_tokens,
         temperature=args.temperature,

@@ -12,13 +12,18 @@ from typing import Any
 from rlmagent.agent import RLMAgent
 from rlmagent.errors import RLMError, UsageError
 from rlmagent.events import Event, EventBus, RunEnded
+from rlmagent.settings import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MAX_TURNS,
+    DEFAULT_SUB_TEMPERATURE,
+    DEFAULT_TEMPERATURE,
+    LOCAL_ROOT_MAX_TOKENS,
+    LOCAL_ROOT_TEMPERATURE,
+    LOCAL_SUB_TEMPERATURE,
+)
 from rlmagent.types import AgentResult, to_dict
-
-LOCAL_ROOT_TEMPERATURE = 0.0
-"""Measured on the 1.5B local root: temperature 0 beat 0.3 (see FACTS / BENCHMARKS)."""
-LOCAL_ROOT_MAX_TOKENS = 384
-"""The 1.5B root's useful replies stay under ~100 tokens; longer ones are invented output."""
-LOCAL_SUB_TEMPERATURE = 0.0
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -40,27 +45,28 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="endpoint of an OpenAI/Anthropic-compatible server",
     )
-    parser.add_argument("--max-turns", type=int, default=10, metavar="N")
+    parser.add_argument("--max-turns", type=int, default=DEFAULT_MAX_TURNS, metavar="N")
     parser.add_argument(
         "--temperature",
         type=float,
         default=None,
-        help="root temperature (default 0.7; 0 for the local model)",
+        help=f"root temperature (default {DEFAULT_TEMPERATURE}; 0 for the local model)",
     )
     parser.add_argument(
         "--sub-temperature",
         type=float,
         default=None,
-        help="temperature of sub-calls (default 0.3; 0 for the local model)",
+        help=f"temperature of sub-calls (default {DEFAULT_SUB_TEMPERATURE}; 0 for the local model)",
     )
     parser.add_argument(
         "--reply-tokens",
         type=int,
         default=None,
         metavar="N",
-        help="longest root reply in tokens (default 2048; 384 for the local model)",
+        help=f"longest root reply in tokens (default {DEFAULT_MAX_TOKENS}; "
+        f"{LOCAL_ROOT_MAX_TOKENS} for the local model)",
     )
-    parser.add_argument("--max-concurrency", type=int, default=16, metavar="N")
+    parser.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY, metavar="N")
     parser.add_argument(
         "--sandbox",
         choices=("subprocess", "inprocess"),
@@ -76,7 +82,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-depth",
         type=int,
-        default=1,
+        default=DEFAULT_MAX_DEPTH,
         metavar="N",
         help="recursion depth: 1 (default) = sub-calls are plain model calls; 2 or more "
         "lets rlm_query/rlm_batch start child RLMs",
@@ -112,11 +118,13 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
     local = engine.provider == "local"
     temperature = args.temperature
     if temperature is None:
-        temperature = LOCAL_ROOT_TEMPERATURE if local else 0.7
+        temperature = LOCAL_ROOT_TEMPERATURE if local else DEFAULT_TEMPERATURE
     sub_temperature = args.sub_temperature
     if sub_temperature is None:
-        sub_temperature = LOCAL_SUB_TEMPERATURE if sub_engine.provider == "local" else 0.3
-    reply_tokens = args.reply_tokens or (LOCAL_ROOT_MAX_TOKENS if local else 2048)
+        sub_temperature = (
+            LOCAL_SUB_TEMPERATURE if sub_engine.provider == "local" else DEFAULT_SUB_TEMPERATURE
+        )
+    reply_tokens = args.reply_tokens or (LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_MAX_TOKENS)
     trace = args.trace
     if trace is None and not args.no_log:
         from rlmagent.trace import new_run_path, runs_dir
@@ -159,13 +167,27 @@ def progress(args: argparse.Namespace, bus: EventBus) -> Any:
     return display
 
 
+RESULT_FIELDS = (
+    "stop_reason",
+    "run_id",
+    "elapsed_s",
+    "isolation",
+    "isolation_fallback",
+    "partial_answer",
+    "budget_limit",
+    "budget",
+    "answer_checked",
+)
+"""The typed fields of a result that ``--json`` prints beside the answer."""
+
+
 def usage_line(result: AgentResult) -> str:
     usage = result.usage
     cost = "unknown" if usage.cost_usd is None else f"${usage.cost_usd:.4f}"
     return (
         f"turns {result.turns} · calls {usage.calls} · tokens {usage.prompt_tokens:,} in / "
         f"{usage.completion_tokens:,} out · cost {cost} · "
-        f"{result.metadata.get('elapsed_s', 0.0):.1f} s"
+        f"{result.elapsed_s:.1f} s"
     )
 
 
@@ -177,6 +199,7 @@ def report(
             "answer": result.content,
             "turns": result.turns,
             "usage": to_dict(result.usage),
+            **{name: to_dict(getattr(result, name)) for name in RESULT_FIELDS},
             "metadata": to_dict(result.metadata),
             **(extra or {}),
         }
@@ -212,7 +235,7 @@ def execute(args: argparse.Namespace, question: str, context: Any) -> AgentResul
             for e in ended
             if isinstance(e, RunEnded) and e.parent_id is None and e.result is not None
         ]
-        answer = root[-1].metadata.get("partial_answer") if root else None
+        answer = root[-1].partial_answer if root else None
         if answer is None:
             print("rlm: interrupted (no answer yet)", file=sys.stderr)
         else:

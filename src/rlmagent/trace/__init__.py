@@ -31,7 +31,6 @@ from rlmagent.trace.jsonl import (
     event_from_dict,
     event_to_dict,
     iter_events,
-    load_trajectory,
 )
 from rlmagent.trace.model import (
     FORMAT,
@@ -44,6 +43,7 @@ from rlmagent.trace.model import (
     TraceTurn,
     Trajectory,
     build_trajectory,
+    load_trajectory,
 )
 from rlmagent.trace.runlog import (
     RunSummary,

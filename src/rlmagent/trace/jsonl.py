@@ -1,4 +1,5 @@
-"""The JSONL file format: :class:`TraceWriter` writes it, :func:`load_trajectory` reads it.
+"""The JSONL file format: :class:`TraceWriter` writes it, :func:`read_events` reads it
+back (:func:`rlmagent.trace.model.load_trajectory` builds a trajectory from that).
 
 One JSON object a line: a header (``{"type": "header", "format": ..., "schema": 2}``),
 then one event a line, serialised with :func:`rlmagent.types.to_dict` plus its class name
@@ -25,9 +26,10 @@ from typing import IO, Any, Union
 
 from rlmagent import events as ev
 from rlmagent.errors import UsageError
-from rlmagent.trace.model import FORMAT, SCHEMA_VERSION, Trajectory, build_trajectory
 from rlmagent.types import to_dict
 
+FORMAT = "rlmagent.trajectory"
+SCHEMA_VERSION = 2
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
     r"api[_-]?key|secret|passw(or)?d|authori[sz]ation|access[_-]?token|bearer|credential",
@@ -246,16 +248,13 @@ def iter_events(path: str | Path) -> Iterator[ev.Event]:
             continue
 
 
-def load_trajectory(path: str | Path) -> Trajectory:
-    """Read a trajectory file (complete or cut short) into a :class:`Trajectory`."""
-    path = Path(path)
-    header, items, truncated, skipped = _read_lines(path)
+def read_events(path: str | Path) -> tuple[dict[str, Any], list[ev.Event], bool, int]:
+    """A trajectory file's header, events, whether it was cut short, and lines skipped."""
+    header, items, truncated, skipped = _read_lines(Path(path))
     events: list[ev.Event] = []
     for item in items:
         try:
             events.append(event_from_dict(item))
         except (ValueError, TypeError):
             skipped += 1
-    return build_trajectory(
-        events, header=header, path=str(path), truncated=truncated, skipped=skipped
-    )
+    return header, events, truncated, skipped

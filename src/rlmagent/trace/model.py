@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rlmagent import events as ev
+from rlmagent.trace.jsonl import FORMAT, SCHEMA_VERSION, read_events
 from rlmagent.types import Cell, Completion, ExecResult, ModelUsage, Step, SubCall, Usage
 
-FORMAT = "rlmagent.trajectory"
-SCHEMA_VERSION = 2
 """2: a ``SubCallEnded`` line leaves out the prompt its ``SubCallStarted`` line holds."""
 
 # ----------------------------------------------------------------------------- the model
@@ -173,8 +172,6 @@ class Trajectory:
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
         """Read ``path`` (a file written by :class:`TraceWriter`, whole or cut short)."""
-        from rlmagent.trace.jsonl import load_trajectory
-
         return load_trajectory(path)
 
     @classmethod
@@ -427,4 +424,12 @@ def build_trajectory(
         truncated=truncated,
         skipped=skipped,
         events=len(events),
+    )
+
+
+def load_trajectory(path: str | Path) -> Trajectory:
+    """Read a trajectory file (complete or cut short) into a :class:`Trajectory`."""
+    header, events, truncated, skipped = read_events(path)
+    return build_trajectory(
+        events, header=header, path=str(path), truncated=truncated, skipped=skipped
     )

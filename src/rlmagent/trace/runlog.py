@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmagent.errors import UsageError
-from rlmagent.trace.jsonl import load_trajectory
+from rlmagent.trace.model import load_trajectory
 
 
 def runs_dir(home: str | Path | None = None) -> Path:

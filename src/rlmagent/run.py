@@ -1,7 +1,8 @@
 """One run of the root loop: ask the root model, run its code, observe; until FINAL.
 
-:class:`Run` holds the state of one (sub-)run in a recursion tree; :class:`RLMAgent`
-holds the configuration and starts root runs, :mod:`rlmagent.calls` starts child runs.
+:class:`Run` sequences the turns of one (sub-)run in a recursion tree; what a turn
+means is decided by :func:`rlmagent.turns.decide_turn`. Child runs are started through
+the ``spawn_child`` callable this module hands to :class:`~rlmagent.host.HostFunctions`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from rlmagent import parsing, prompts
-from rlmagent.budget import UsageMeter, estimate_prompt
-from rlmagent.calls import HostFunctions
+from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt
 from rlmagent.context import describe_context, summary
 from rlmagent.engines.base import run_blocking
 from rlmagent.errors import BudgetExceeded, RLMError
@@ -29,12 +29,12 @@ from rlmagent.events import (
     TurnEnded,
     TurnStarted,
 )
+from rlmagent.host import HostFunctions
 from rlmagent.sandbox.base import Session
+from rlmagent.settings import RunSettings
 from rlmagent.tree import Tree
+from rlmagent.turns import Turn, TurnState, decide_turn, plain_answer
 from rlmagent.types import AgentResult, Cell, Completion, Message, Step
-
-if TYPE_CHECKING:
-    from rlmagent.agent import RLMAgent
 
 T = TypeVar("T")
 
@@ -47,7 +47,7 @@ class Run:
 
     def __init__(
         self,
-        agent: RLMAgent,
+        settings: RunSettings,
         tree: Tree,
         question: str,
         context: Any,
@@ -56,7 +56,7 @@ class Run:
         parent_id: str | None = None,
         meter: UsageMeter | None = None,
     ) -> None:
-        self.agent = agent
+        self.settings = settings
         self.tree = tree
         self.question = question
         self.context = context
@@ -65,45 +65,58 @@ class Run:
         self.parent_id = parent_id
         self.meter = meter or tree.meter
         self.functions = HostFunctions(
-            agent,
+            settings,
             tree,
             run_id=self.run_id,
             depth=depth,
             parent_id=parent_id,
-            tools=agent.tools,
             meter=self.meter,
+            spawn_child=self._spawn_child,
         )
         self.steps: list[Step] = []
         self.started = time.monotonic()
         self.session: Session | None = None
-        self.metadata: dict[str, Any] = {"run_id": self.run_id, "max_turns_exceeded": False}
+        self.stop_reason: str | None = None
+        self.budget_limit: str | None = None
+        self.isolation: str | None = None
         self.best_answer: str | None = None
         """The last FINAL value the model wrote (confirmed or not): the partial answer."""
         self.partial: AgentResult | None = None
         self._threads: list[threading.Event] = []
 
+    def _spawn_child(self, prompt: str, context: Any, parent_id: str, meter: UsageMeter) -> Run:
+        return Run(
+            self.settings.children,
+            self.tree,
+            prompt,
+            context,
+            depth=self.depth + 1,
+            parent_id=parent_id,
+            meter=meter,
+        )
+
     def _ev(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "depth": self.depth, "parent_id": self.parent_id}
 
     async def run(self) -> AgentResult:
-        agent = self.agent
+        settings = self.settings
         info = describe_context(self.context)
         self.tree.publish(
             RunStarted(
                 **self._ev(),
                 question=self.question,
                 context_info=info,
-                model=agent.model,
-                sub_model=agent.sub_model,
+                model=settings.root.model,
+                sub_model=settings.sub.model,
                 settings={
-                    "max_turns": agent.max_turns,
-                    "temperature": agent.temperature,
-                    "max_tokens": agent.max_tokens,
-                    "sub_temperature": agent.sub_temperature,
-                    "sub_max_tokens": agent.sub_max_tokens,
-                    "max_concurrency": agent.max_concurrency,
-                    "max_output_chars": agent.max_output_chars,
-                    "sandbox": agent.sandbox.isolation,
+                    "max_turns": settings.max_turns,
+                    "temperature": settings.root.temperature,
+                    "max_tokens": settings.root.max_tokens,
+                    "sub_temperature": settings.sub.temperature,
+                    "sub_max_tokens": settings.sub.max_tokens,
+                    "max_concurrency": settings.max_concurrency,
+                    "max_output_chars": settings.max_output_chars,
+                    "sandbox": settings.sandbox.isolation,
                     "max_depth": self.tree.max_depth,
                 },
             )
@@ -112,9 +125,9 @@ class Run:
             try:
                 await self._blocking(self._start_session)
                 assert self.session is not None
-                self.metadata["isolation"] = self.session.isolation
+                self.isolation = self.session.isolation
                 messages: list[Message] = [
-                    {"role": "system", "content": agent.system_message(self.functions)},
+                    {"role": "system", "content": self._system_message()},
                     {
                         "role": "user",
                         "content": prompts.render(
@@ -129,22 +142,7 @@ class Run:
             finally:
                 await self._shutdown()
         except BaseException as exc:
-            ledger = self.tree.ledger
-            if isinstance(exc, BudgetExceeded):
-                reason = "budget"
-            elif isinstance(exc, asyncio.CancelledError):
-                timed_out = (
-                    ledger is not None
-                    and ledger.budget.max_seconds is not None
-                    and (ledger.elapsed() >= ledger.budget.max_seconds)
-                )
-                reason = "budget" if timed_out else "cancelled"
-                if timed_out and ledger is not None:
-                    ledger.mark_exhausted("seconds")
-                    self.metadata["budget_limit"] = "seconds"
-            else:
-                reason = "error"
-            self.partial = partial = self._result("", stop_reason=reason)
+            self.partial = partial = self._result("", stop_reason=self._failure_reason(exc))
             if isinstance(exc, RLMError):
                 exc.partial = partial
             why = "the run was cancelled" if isinstance(exc, asyncio.CancelledError) else exc
@@ -156,15 +154,40 @@ class Run:
         self.tree.publish(RunEnded(**self._ev(), result=result))
         return result
 
+    def _failure_reason(self, exc: BaseException) -> str:
+        if isinstance(exc, BudgetExceeded):
+            return "budget"
+        if not isinstance(exc, asyncio.CancelledError):
+            return "error"
+        ledger = self.tree.ledger
+        if (
+            ledger is not None
+            and ledger.budget.max_seconds is not None
+            and ledger.elapsed() >= ledger.budget.max_seconds
+        ):
+            ledger.mark_exhausted("seconds")
+            self.budget_limit = "seconds"
+            return "budget"
+        return "cancelled"
+
+    def _system_message(self) -> str:
+        if self.settings.system_prompt is not None:
+            return self.settings.system_prompt
+        return prompts.system_message(
+            self.functions.described(),
+            list(self.settings.tools.values()),
+            sub_calls=self.settings.sub_calls,
+        )
+
     # -- the sandbox and cleanup --------------------------------------------------------
 
     def _start_session(self) -> None:
         """On a thread: start the sandbox (kept on self even if the run was cancelled)."""
-        self.session = self.agent.sandbox.start(
+        self.session = self.settings.sandbox.start(
             self.context,
             self.functions.handler,
             functions=self.functions.specs(),
-            max_output_chars=self.agent.max_output_chars,
+            max_output_chars=self.settings.max_output_chars,
         )
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -200,25 +223,27 @@ class Run:
     # -- results ------------------------------------------------------------------------
 
     def _result(self, content: str, *, stop_reason: str | None = None) -> AgentResult:
-        self.metadata["elapsed_s"] = time.monotonic() - self.started
-        if stop_reason is not None and self.metadata.get("stop_reason") != "budget":
-            self.metadata["stop_reason"] = stop_reason
-        if stop_reason is not None:
-            self.metadata["partial_answer"] = self.best_answer
-        if self.tree.ledger is not None:
-            self.metadata["budget"] = self.tree.ledger.summary()
+        if stop_reason is not None and self.stop_reason != "budget":
+            self.stop_reason = stop_reason
+        ledger = self.tree.ledger
         return AgentResult(
             content=content,
             turns=len(self.steps),
             usage=self.meter.snapshot(),
             trajectory=tuple(self.steps),
-            metadata=dict(self.metadata),
+            run_id=self.run_id,
+            stop_reason=self.stop_reason,
+            elapsed_s=time.monotonic() - self.started,
+            isolation=self.isolation,
+            partial_answer=self.best_answer if stop_reason is not None else None,
+            budget_limit=self.budget_limit,
+            budget=ledger.summary() if ledger is not None else None,
         )
 
     def budget_error(self, cause: BudgetExceeded) -> BudgetExceeded:
         """The error for a run the budget stopped before a final answer."""
-        self.metadata["stop_reason"] = "budget"
-        self.metadata["budget_limit"] = cause.limit_name
+        self.stop_reason = "budget"
+        self.budget_limit = cause.limit_name
         partial = "" if self.best_answer is None else f" (last FINAL value: {self.best_answer!r})"
         return BudgetExceeded(
             f"{cause}. The run ended without a final answer{partial}",
@@ -233,14 +258,14 @@ class Run:
     async def _complete(
         self, messages: list[Message], turn: int, *, final: bool = False
     ) -> tuple[Completion, float]:
-        agent = self.agent
+        root = self.settings.root
         t0 = time.monotonic()
         completion = await self.tree.complete(
-            agent.engine,
+            root.engine,
             messages,
-            model=agent.model,
-            temperature=agent.temperature,
-            max_tokens=agent.max_tokens,
+            model=root.model,
+            temperature=root.temperature,
+            max_tokens=root.max_tokens,
             meter=self.meter,
             final=final,
         )
@@ -253,9 +278,9 @@ class Run:
     async def _execute(self, turn: int, index: int, code: str) -> Cell:
         assert self.session is not None
         self.tree.publish(CodeStarted(**self._ev(), turn=turn, cell=index, code=code))
-        self.functions.cell_calls = []
+        self.functions.take_calls()
         result = await self._blocking(self.session.execute, code)
-        cell = Cell(code=code, result=result, sub_calls=tuple(self.functions.cell_calls))
+        cell = Cell(code=code, result=result, sub_calls=self.functions.take_calls())
         self.tree.publish(
             CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result)
         )
@@ -265,25 +290,43 @@ class Run:
         """At the root, keep budget back for a final answer on the current prompt."""
         ledger = self.tree.ledger
         if ledger is not None and self.depth == 0:
-            agent = self.agent
+            root = self.settings.root
             ledger.hold_for_final(
                 estimate_prompt(messages),
-                agent.max_tokens,
-                self.tree.price(agent.engine, agent.model),
+                root.max_tokens,
+                self.tree.price(root.engine, root.model),
             )
 
-    def _candidate(self, value: str | None) -> str | None:
-        if value is not None:
-            self.best_answer = value
-        return value
+    async def _play(self, turn: int, completion: Completion) -> Turn:
+        """Run a reply's code blocks (up to the first FINAL) and look up a prose FINAL_VAR."""
+        reply = completion.content
+        marker = parsing.find_final(reply)
+        if marker is not None and marker.kind == "value":
+            self.best_answer = marker.text  # the partial answer if the cells never end
+        if completion.finish_reason == "length" and parsing.has_unclosed_block(reply):
+            return Turn(reply, cut=True, marker=marker)
+        blocks = parsing.code_blocks(reply)
+        cells: list[Cell] = []
+        for index, code in enumerate(blocks, 1):
+            cell = await self._execute(turn, index, code)
+            cells.append(cell)
+            if cell.result.final is not None:
+                break
+        own = len(cells)
+        marker_value = await self._resolve(marker, turn, cells)
+        return Turn(
+            reply,
+            has_code=bool(blocks),
+            cells=tuple(cells),
+            marker=marker,
+            marker_value=marker_value,
+            code_cells=own,
+        )
 
     async def _loop(self, messages: list[Message]) -> str:
-        agent = self.agent
         ledger = self.tree.ledger
-        code_has_run = False
-        reminded = False
-        last_final: str | None = None
-        for turn in range(1, agent.max_turns + 1):
+        state = TurnState()
+        for turn in range(1, self.settings.max_turns + 1):
             if ledger is not None and ledger.exhausted is not None:
                 return await self._budget_turn(messages, turn, ledger.exhausted)
             self._hold_final(messages)
@@ -292,85 +335,49 @@ class Run:
                 completion, latency = await self._complete(messages, turn)
             except BudgetExceeded as exc:
                 return await self._budget_turn(messages, turn, exc.limit_name, started=True)
-            reply = completion.content
-            blocks = parsing.code_blocks(reply)
-            marker = parsing.find_final(reply)
-            if marker is not None and marker.kind == "value":
-                self._candidate(marker.text)  # kept as the partial answer if the run stops
-            cells: list[Cell] = []
-            final: str | None = None
-            if completion.finish_reason == "length" and parsing.has_unclosed_block(reply):
-                observation = prompts.render("cut", question=self.question)
-            elif blocks:
-                code_has_run = True
-                reminded = False
-                unseen: str | None = None
-                for index, code in enumerate(blocks, 1):
-                    cell = await self._execute(turn, index, code)
-                    cells.append(cell)
-                    if cell.result.final is not None:
-                        value = self._candidate(cell.result.final)
-                        if _blind(cells) and value != last_final:
-                            unseen = value  # answered before seeing earlier blocks' output
-                        else:
-                            final = value
-                            self.metadata["stop_reason"] = "final"
-                        break
-                marker_value = await self._resolve(marker, turn, cells) if marker else None
-                self._candidate(marker_value)
-                if final is None and marker_value is not None and marker_value == last_final:
-                    final = marker_value  # the same FINAL twice in a row: confirmed
-                    self.metadata["stop_reason"] = "final_repeated"
-                last_final = unseen if unseen is not None else marker_value
-                observation = self._observation(cells)
-                if unseen is not None:
-                    observation += "\n\n" + prompts.render("unseen", value=unseen)
-            elif marker is not None:
-                value = self._candidate(await self._resolve(marker, turn, cells))
-                if value is not None and (code_has_run or value == last_final):
-                    final = value
-                    self.metadata["stop_reason"] = "final"
-                elif value is not None:
-                    observation = prompts.render("confirm", value=value)
-                else:
-                    observation = self._observation(cells)
-                last_final = value
-            elif not reminded:
-                reminded = True
-                last_final = None
-                observation = prompts.render("reminder", question=self.question)
-            else:
-                final = _plain_answer(reply)
-                self.metadata["stop_reason"] = "answer_without_final"
-            if final is not None:
-                observation = ""
-            elif ledger is not None:
+            played = await self._play(turn, completion)
+            outcome = decide_turn(played, state, question=self.question)
+            state = outcome.state
+            if outcome.candidate is not None:
+                self.best_answer = outcome.candidate
+            observation = outcome.observation
+            if outcome.final is None and ledger is not None:
                 observation += "\n\n" + ledger.remaining_line()
-            self.steps.append(
-                Step(
-                    turn=turn,
-                    reply=reply,
-                    finish_reason=completion.finish_reason,
-                    cells=tuple(cells),
-                    observation=observation,
-                    usage=completion.usage,
-                    latency_s=latency,
-                )
-            )
-            self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=observation))
-            if final is not None:
-                return final
-            messages.append({"role": "assistant", "content": parsing.for_history(reply)})
+            self._step(turn, completion, latency, played.cells, observation)
+            if outcome.final is not None:
+                self.stop_reason = outcome.stop_reason
+                return outcome.final
+            messages.append({"role": "assistant", "content": parsing.for_history(played.reply)})
             messages.append({"role": "user", "content": observation})
-        turn = agent.max_turns + 1
+        turn = self.settings.max_turns + 1
         if ledger is not None and ledger.exhausted is not None:
             return await self._budget_turn(messages, turn, ledger.exhausted)
-        self.metadata["max_turns_exceeded"] = True
-        self.metadata["stop_reason"] = "max_turns"
+        self.stop_reason = "max_turns"
         messages.append(
             {"role": "user", "content": prompts.render("final_turn", question=self.question)}
         )
         return await self._answer_now(messages, turn)
+
+    def _step(
+        self,
+        turn: int,
+        completion: Completion,
+        latency: float,
+        cells: tuple[Cell, ...],
+        observation: str,
+    ) -> None:
+        self.steps.append(
+            Step(
+                turn=turn,
+                reply=completion.content,
+                finish_reason=completion.finish_reason,
+                cells=cells,
+                observation=observation,
+                usage=completion.usage,
+                latency_s=latency,
+            )
+        )
+        self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=observation))
 
     async def _resolve(
         self, marker: parsing.FinalMarker | None, turn: int, cells: list[Cell]
@@ -390,8 +397,8 @@ class Run:
         """A limit was reached: the root asks once for an answer; a child run stops."""
         ledger = self.tree.ledger
         assert ledger is not None
-        self.metadata["stop_reason"] = "budget"
-        self.metadata["budget_limit"] = limit
+        self.stop_reason = "budget"
+        self.budget_limit = limit
         reason = f"{limit} limit reached"
         left = ledger.remaining_line()
         self.tree.publish(Notice(**self._ev(), message=f"budget: {reason}; {left}"))
@@ -400,11 +407,7 @@ class Run:
         messages.append(
             {
                 "role": "user",
-                "content": prompts.render(
-                    "budget_final",
-                    reason=reason,
-                    question=self.question,
-                ),
+                "content": prompts.render("budget_final", reason=reason, question=self.question),
             }
         )
         return await self._answer_now(messages, turn, started=started)
@@ -422,58 +425,32 @@ class Run:
             raise self.budget_error(exc) from None
         marker = parsing.find_final(completion.content)
         cells: list[Cell] = []
-        answer = await self._resolve(marker, turn, cells) if marker else None
+        answer = await self._resolve(marker, turn, cells)
         if answer is None:
-            answer = _plain_answer(completion.content)
-        self.steps.append(
-            Step(
-                turn=turn,
-                reply=completion.content,
-                finish_reason=completion.finish_reason,
-                cells=tuple(cells),
-                usage=completion.usage,
-                latency_s=latency,
-            )
-        )
-        self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=""))
+            answer = plain_answer(completion.content)
+        self._step(turn, completion, latency, tuple(cells), "")
         return answer
 
-    def _observation(self, cells: list[Cell]) -> str:
-        parts = []
-        for index, cell in enumerate(cells, 1):
-            result = cell.result
-            label = f"[block {index}]" if len(cells) > 1 else "[output]"
-            text = result.output.rstrip()
-            if result.stderr.strip():
-                text += ("\n" if text else "") + "[stderr]\n" + result.stderr.rstrip()
-            if result.error:
-                text += ("\n" if text else "") + "[error]\n" + result.error
-            if not text:
-                text = "(no output: print() what you want to see)"
-            parts.append(f"{label}\n{text}")
-        return prompts.render("observation", outputs="\n\n".join(parts), question=self.question)
+
+async def run_with_deadline(run: Run, ledger: BudgetLedger) -> AgentResult:
+    """``run`` cancelled at the budget's ``max_seconds``, which becomes BudgetExceeded."""
+    assert ledger.budget.max_seconds is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ledger.budget.max_seconds - ledger.elapsed()
+    try:
+        async with asyncio.timeout_at(deadline) as timeout:
+            return await run.run()
+    except TimeoutError:
+        if not timeout.expired():
+            raise
+        error = run.budget_error(
+            ledger.refuse("seconds", f"max_seconds={ledger.budget.max_seconds:g} reached")
+        )
+        error.partial = run.partial
+        raise error from None
 
 
 def _wait_all(events: list[threading.Event], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for event in events:
         event.wait(max(0.0, deadline - time.monotonic()))
-
-
-def _blind(cells: list[Cell]) -> bool:
-    """Whether the last cell ran after earlier cells of the same reply showed something.
-
-    A FINAL there was written before the model could read that output (small models
-    write a search, an invented output and a FINAL in one reply).
-    """
-    return any(c.result.output.strip() or c.result.error for c in cells[:-1])
-
-
-def _plain_answer(reply: str) -> str:
-    """A reply taken as the answer: without a lone fence around it, stripped."""
-    text = reply.strip()
-    if text.startswith("```") and text.endswith("```") and text.count("```") == 2:
-        text = text[3:-3]
-        first, _, rest = text.partition("\n")
-        text = rest if first.strip().isalpha() and rest else text
-    return text.strip()

@@ -16,7 +16,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rlmagent.budget import UsageMeter
 from rlmagent.engines.base import run_blocking
@@ -28,12 +28,10 @@ from rlmagent.events import (
     ToolCalled,
 )
 from rlmagent.sandbox.base import FunctionSpec, check_context
+from rlmagent.settings import RunSettings
 from rlmagent.tools import Tool, bind_arguments, to_json_value
 from rlmagent.tree import Tree
-from rlmagent.types import SubCall, TokenUsage
-
-if TYPE_CHECKING:
-    from rlmagent.agent import RLMAgent
+from rlmagent.types import AgentResult, Step, SubCall, TokenUsage
 
 MAX_BATCH_SIZE = 10_000
 ERROR_PREFIX = "Error: "
@@ -68,37 +66,58 @@ RLM_BATCH_LEAF_DOC = (
 RECURSIVE_FUNCTIONS = ("rlm_query", "rlm_batch")
 
 
+class ChildRun(Protocol):
+    """A child run as the host sees it (a :class:`rlmagent.run.Run`)."""
+
+    run_id: str
+    meter: UsageMeter
+    steps: list[Step]
+
+    async def run(self) -> AgentResult: ...
+
+
+SpawnChild = Callable[[str, Any, str, UsageMeter], ChildRun]
+"""``spawn_child(prompt, context, parent_id, meter)``: a child run one depth down, not
+yet started. Handed down by the run, so this module never imports the loop."""
+
+
 class HostFunctions:
     """Everything the REPL of one run can call on the host."""
 
     def __init__(
         self,
-        agent: RLMAgent,
+        settings: RunSettings,
         tree: Tree,
         *,
         run_id: str,
         depth: int,
         parent_id: str | None,
-        tools: Mapping[str, Tool],
-        meter: UsageMeter | None = None,
+        meter: UsageMeter,
+        spawn_child: SpawnChild,
     ) -> None:
-        self.agent = agent
+        self.settings = settings
         self.tree = tree
         self.run_id = run_id
         self.depth = depth
         self.parent_id = parent_id
-        self.tools = dict(tools)
-        self.meter = meter or tree.meter
-        self.cell_calls: list[SubCall] = []
+        self.tools: Mapping[str, Tool] = settings.tools
+        self.meter = meter
+        self.spawn_child = spawn_child
+        self._calls: list[SubCall] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     def _ev(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "depth": self.depth, "parent_id": self.parent_id}
 
+    def take_calls(self) -> tuple[SubCall, ...]:
+        """The sub-calls finished since the last call (those of one cell)."""
+        calls, self._calls = tuple(self._calls), []
+        return calls
+
     def specs(self) -> list[FunctionSpec]:
         specs = []
-        if self.agent.sub_calls:
+        if self.settings.sub_calls:
             recurse = self.tree.can_recurse(self.depth)
             specs += [
                 FunctionSpec("llm_query", LLM_QUERY_DOC),
@@ -147,16 +166,16 @@ class HostFunctions:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def dispatch(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        if self.agent.sub_calls and name == "llm_query":
+        if self.settings.sub_calls and name == "llm_query":
             prompt = _arguments("llm_query", ("prompt",), args, kwargs)[0]
             return await self.query(_check_prompt("llm_query", prompt))
-        if self.agent.sub_calls and name == "llm_batch":
+        if self.settings.sub_calls and name == "llm_batch":
             prompts = _arguments("llm_batch", ("prompts",), args, kwargs)[0]
             return await self.batch(prompts)
-        if self.agent.sub_calls and name == "rlm_query":
+        if self.settings.sub_calls and name == "rlm_query":
             prompt, context = _arguments("rlm_query", ("prompt", "context"), args, kwargs)
             return await self.rlm_query(_check_prompt("rlm_query", prompt), context)
-        if self.agent.sub_calls and name == "rlm_batch":
+        if self.settings.sub_calls and name == "rlm_batch":
             items = _arguments("rlm_batch", ("items",), args, kwargs)[0]
             return await self.rlm_batch(items)
         if name in self.tools:
@@ -166,15 +185,15 @@ class HostFunctions:
     # -- sub-calls ----------------------------------------------------------------------
 
     async def query(self, prompt: str, *, batch_id: str | None = None) -> str:
-        agent = self.agent
-        _, record = self._start(prompt, agent.sub_model, batch_id)
+        sub = self.settings.sub
+        _, record = self._start(prompt, sub.model, batch_id)
         try:
             completion = await self.tree.complete(
-                agent.sub_engine,
+                sub.engine,
                 [{"role": "user", "content": prompt}],
-                model=agent.sub_model,
-                temperature=agent.sub_temperature,
-                max_tokens=agent.sub_max_tokens,
+                model=sub.model,
+                temperature=sub.temperature,
+                max_tokens=sub.max_tokens,
                 meter=self.meter,
             )
         except BaseException as exc:
@@ -224,7 +243,7 @@ class HostFunctions:
             batch_id=batch_id,
             **outcome,
         )
-        self.cell_calls.append(call)
+        self._calls.append(call)
         self.tree.publish(SubCallEnded(**self._ev(), call=call))
 
     async def _gather(self, calls: list[Any]) -> list[str]:
@@ -260,23 +279,12 @@ class HostFunctions:
         """A child RLM on ``context`` answering ``prompt``; a plain sub-call at the limit."""
         if not self.tree.can_recurse(self.depth):
             return await self.query(_with_context(prompt, context), batch_id=batch_id)
-        from rlmagent.loop import Run  # the loop imports this module
-
         context = check_context(context)
-        child_agent = self.agent.child_agent or self.agent
-        call_id, record = self._start(prompt, child_agent.model, batch_id)
+        call_id, record = self._start(prompt, self.settings.children.root.model, batch_id)
         run = None
         try:
             async with self.tree.child_slot(self.depth + 1):
-                run = Run(
-                    child_agent,
-                    self.tree,
-                    prompt,
-                    context,
-                    depth=self.depth + 1,
-                    parent_id=call_id,
-                    meter=UsageMeter(parent=self.meter),
-                )
+                run = self.spawn_child(prompt, context, call_id, UsageMeter(parent=self.meter))
                 result = await run.run()
         except BaseException as exc:
             usage = run.meter.snapshot() if run is not None else None

@@ -1,0 +1,145 @@
+"""The decision of one root turn, as a pure function.
+
+The run asks the root model, executes the reply's code (:class:`Turn` is what that
+did), then :func:`decide_turn` says what follows: a final answer and why, or the
+observation to send back. No I/O here: the rules are tested on their own.
+
+The rules, learned on small roots (``../shared/FACTS.md``):
+
+- A reply cut inside a code block runs nothing and is asked again, shorter.
+- A FINAL in a cell ends the run, unless earlier cells of the same reply printed
+  something the model could not have read yet: then it is shown that output and asked
+  to confirm (the same value again confirms).
+- A FINAL written in prose counts once code has run; before that it must be repeated.
+- A reply with neither code nor FINAL gets one reminder; a second such reply is the
+  answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlmagent import prompts
+from rlmagent.parsing import FinalMarker
+from rlmagent.types import Cell
+
+
+@dataclass(frozen=True, slots=True)
+class TurnState:
+    """What the rules remember between turns of one run."""
+
+    code_has_run: bool = False
+    reminded: bool = False
+    last_final: str | None = None
+    """The FINAL value of the previous reply that was not accepted (a repeat confirms)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What one root reply did.
+
+    ``cut``: the reply was cut by the token limit inside a code block (nothing ran).
+    ``has_code``: it held code blocks; ``cells`` are those run, up to the first that
+    called FINAL, then the lookup of a prose ``FINAL_VAR`` if any. ``marker`` is a FINAL
+    written in prose, ``marker_value`` its value (None if a FINAL_VAR lookup failed).
+    """
+
+    reply: str
+    cut: bool = False
+    has_code: bool = False
+    cells: tuple[Cell, ...] = ()
+    marker: FinalMarker | None = None
+    marker_value: str | None = None
+    code_cells: int = 0
+    """How many of ``cells`` are the reply's own code blocks (the rest: a FINAL_VAR lookup)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What follows a turn: ``final`` (with ``stop_reason``) or an ``observation``."""
+
+    state: TurnState
+    final: str | None = None
+    stop_reason: str | None = None
+    observation: str = ""
+    candidate: str | None = None
+    """The last FINAL value the reply wrote, accepted or not (the partial answer)."""
+
+
+def decide_turn(turn: Turn, state: TurnState, *, question: str) -> Outcome:
+    """The outcome of ``turn`` given ``state`` (see the module docstring for the rules)."""
+    candidate = _candidate(turn)
+    if turn.cut:
+        return Outcome(state, observation=prompts.render("cut", question=question))
+    if turn.has_code:
+        return _code_turn(turn, state, question, candidate)
+    if turn.marker is not None:
+        value = turn.marker_value
+        next_state = TurnState(state.code_has_run, state.reminded, value)
+        if value is not None and (state.code_has_run or value == state.last_final):
+            return Outcome(next_state, value, "final", candidate=candidate)
+        if value is not None:
+            text = prompts.render("confirm", value=value)
+        else:
+            text = prompts.observation(turn.cells, question)
+        return Outcome(next_state, observation=text, candidate=candidate)
+    if not state.reminded:
+        return Outcome(
+            TurnState(state.code_has_run, True, None),
+            observation=prompts.render("reminder", question=question),
+        )
+    return Outcome(state, plain_answer(turn.reply), "answer_without_final")
+
+
+def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | None) -> Outcome:
+    own = turn.cells[: turn.code_cells]
+    final: str | None = None
+    reason: str | None = None
+    unseen: str | None = None
+    if own and own[-1].result.final is not None:
+        value = own[-1].result.final
+        if blind(own) and value != state.last_final:
+            unseen = value  # answered before seeing earlier blocks' output
+        else:
+            final, reason = value, "final"
+    marker_value = turn.marker_value
+    if final is None and marker_value is not None and marker_value == state.last_final:
+        final, reason = marker_value, "final_repeated"  # the same FINAL twice in a row
+    next_state = TurnState(True, False, unseen if unseen is not None else marker_value)
+    if final is not None:
+        return Outcome(next_state, final, reason, candidate=candidate)
+    observation = prompts.observation(turn.cells, question)
+    if unseen is not None:
+        observation += "\n\n" + prompts.render("unseen", value=unseen)
+    return Outcome(next_state, observation=observation, candidate=candidate)
+
+
+def _candidate(turn: Turn) -> str | None:
+    values = []
+    if turn.marker is not None and turn.marker.kind == "value":
+        values.append(turn.marker.text)
+    own = turn.cells[: turn.code_cells]
+    if own and own[-1].result.final is not None:
+        values.append(own[-1].result.final)
+    if turn.marker_value is not None:
+        values.append(turn.marker_value)
+    return values[-1] if values else None
+
+
+def blind(cells: tuple[Cell, ...]) -> bool:
+    """Whether the last cell ran after earlier cells of the same reply showed something.
+
+    A FINAL there was written before the model could read that output (small models
+    write a search, an invented output and a FINAL in one reply).
+    """
+    return any(c.result.output.strip() or c.result.error for c in cells[:-1])
+
+
+def plain_answer(reply: str) -> str:
+    """A reply taken as the answer: without a lone fence around it, stripped."""
+    text = reply.strip()
+    if text.startswith("```") and text.endswith("```") and text.count("```") == 2:
+        text = text[3:-3]
+        first, _, rest = text.partition("\n")
+        text = rest if first.strip().isalpha() and rest else text
+    return text.strip()

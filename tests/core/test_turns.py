@@ -1,0 +1,87 @@
+"""decide_turn on its own: the rules of one root turn, without a model or a sandbox."""
+
+from __future__ import annotations
+
+from rlmagent.parsing import FinalMarker
+from rlmagent.turns import Turn, TurnState, decide_turn, plain_answer
+from rlmagent.types import Cell, ExecResult
+
+Q = "What is the code?"
+
+
+def cell(output: str = "", final: str | None = None, error: str | None = None) -> Cell:
+    return Cell(code="x", result=ExecResult(output=output, final=final, error=error))
+
+
+def code_turn(*cells: Cell, marker: FinalMarker | None = None, value: str | None = None) -> Turn:
+    return Turn(
+        "r", has_code=True, cells=cells, code_cells=len(cells), marker=marker, marker_value=value
+    )
+
+
+def test_a_final_in_a_lone_cell_ends_the_run() -> None:
+    outcome = decide_turn(code_turn(cell(final="7")), TurnState(), question=Q)
+    assert (outcome.final, outcome.stop_reason, outcome.candidate) == ("7", "final", "7")
+    assert outcome.state.code_has_run
+
+
+def test_a_final_after_unread_output_asks_to_confirm_then_a_repeat_ends() -> None:
+    first = decide_turn(code_turn(cell("hits: 3"), cell(final="9")), TurnState(), question=Q)
+    assert first.final is None and first.candidate == "9"
+    assert "hits: 3" in first.observation and "FINAL(9)" in first.observation
+    assert first.state.last_final == "9"
+    again = decide_turn(code_turn(cell("x"), cell(final="9")), first.state, question=Q)
+    assert (again.final, again.stop_reason) == ("9", "final")
+
+
+def test_a_prose_final_before_any_code_must_be_repeated() -> None:
+    turn = Turn("FINAL(5)", marker=FinalMarker("value", "5"), marker_value="5")
+    first = decide_turn(turn, TurnState(), question=Q)
+    assert first.final is None and "before running any code" in first.observation
+    second = decide_turn(turn, first.state, question=Q)
+    assert (second.final, second.stop_reason) == ("5", "final")
+
+
+def test_a_prose_final_after_code_ends_the_run() -> None:
+    turn = Turn("FINAL(5)", marker=FinalMarker("value", "5"), marker_value="5")
+    outcome = decide_turn(turn, TurnState(code_has_run=True), question=Q)
+    assert (outcome.final, outcome.stop_reason) == ("5", "final")
+
+
+def test_a_failed_final_var_lookup_shows_the_error() -> None:
+    turn = Turn(
+        "FINAL_VAR(x)",
+        cells=(cell(error="NameError: no variable named 'x'"),),
+        marker=FinalMarker("var", "x"),
+        marker_value=None,
+    )
+    outcome = decide_turn(turn, TurnState(code_has_run=True), question=Q)
+    assert outcome.final is None and "NameError" in outcome.observation
+
+
+def test_the_same_prose_final_twice_with_code_is_confirmed() -> None:
+    state = TurnState(code_has_run=True, last_final="4")
+    outcome = decide_turn(
+        code_turn(cell("more"), marker=FinalMarker("value", "4"), value="4"), state, question=Q
+    )
+    assert (outcome.final, outcome.stop_reason) == ("4", "final_repeated")
+
+
+def test_a_cut_reply_runs_nothing_and_keeps_the_state() -> None:
+    state = TurnState(code_has_run=True, reminded=True, last_final="1")
+    outcome = decide_turn(Turn("```repl\nprint(", cut=True), state, question=Q)
+    assert outcome.final is None and outcome.state == state
+    assert "cut off" in outcome.observation and Q in outcome.observation
+
+
+def test_a_reply_without_code_or_final_is_reminded_once_then_taken() -> None:
+    first = decide_turn(Turn("I think it is 12."), TurnState(code_has_run=True), question=Q)
+    assert first.final is None and first.state.reminded and Q in first.observation
+    second = decide_turn(Turn("```\n12\n```"), first.state, question=Q)
+    assert (second.final, second.stop_reason) == ("12", "answer_without_final")
+
+
+def test_plain_answer_strips_a_lone_fence() -> None:
+    assert plain_answer("```text\nParis\n```") == "Paris"
+    assert plain_answer("  Paris  ") == "Paris"
+    assert plain_answer("```a``` and ```b```") == "```a``` and ```b```"
