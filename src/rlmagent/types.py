@@ -44,6 +44,11 @@ class Completion:
     cached: bool = False
 
 
+def add_costs(a: float | None, b: float | None) -> float | None:
+    """``a + b`` USD, where an unknown cost (None) makes the sum unknown."""
+    return None if a is None or b is None else a + b
+
+
 @dataclass(frozen=True, slots=True)
 class ModelUsage:
     """Calls, tokens and cost of one model (or of a whole run)."""
@@ -60,30 +65,21 @@ class ModelUsage:
 
     def add(self, completion: Completion) -> ModelUsage:
         """This usage plus one completion. Unknown cost anywhere makes the sum unknown."""
-        cost = (
-            None
-            if self.cost_usd is None or completion.cost_usd is None
-            else self.cost_usd + completion.cost_usd
-        )
         return ModelUsage(
             calls=self.calls + 1,
             prompt_tokens=self.prompt_tokens + completion.usage.prompt_tokens,
             completion_tokens=self.completion_tokens + completion.usage.completion_tokens,
-            cost_usd=cost,
+            cost_usd=add_costs(self.cost_usd, completion.cost_usd),
             cached_calls=self.cached_calls + int(completion.cached),
         )
 
     def merge(self, other: ModelUsage) -> ModelUsage:
-        cost = (
-            None
-            if self.cost_usd is None or other.cost_usd is None
-            else self.cost_usd + other.cost_usd
-        )
+        """The sum of two usages (an unknown cost in either makes the sum unknown)."""
         return ModelUsage(
             calls=self.calls + other.calls,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
-            cost_usd=cost,
+            cost_usd=add_costs(self.cost_usd, other.cost_usd),
             cached_calls=self.cached_calls + other.cached_calls,
         )
 
