@@ -37,9 +37,6 @@ from rlmagent.engines.pricing import Price, PriceTable, as_price
 from rlmagent.errors import BudgetExceeded, UsageError
 from rlmagent.types import Completion, Message, ModelUsage, Usage
 
-LIMIT_NAMES = ("calls", "tokens", "cost", "seconds")
-"""The names a :class:`BudgetExceeded` may carry in ``limit_name``."""
-
 MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens added per message to a prompt estimate (role markers of chat templates)."""
 
