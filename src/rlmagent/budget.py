@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlmagent.engines.base import estimate_tokens
-from rlmagent.engines.pricing import Price, PriceTable, as_price
+from rlmagent.engines.base import Engine, estimate_tokens
+from rlmagent.engines.pricing import Price
 from rlmagent.errors import BudgetExceeded, UsageError
 from rlmagent.types import Completion, Message, ModelUsage, Usage
 
@@ -107,22 +107,9 @@ class Budget:
         )
 
 
-def price_of(engine: Any, model: str) -> Price | None:
-    """The price an engine charges for ``model``, or None when it is unknown.
-
-    Understands the built-in engines: a ``prices`` :class:`PriceTable` (network and local
-    engines), a ``price`` tuple (the test doubles), and wrappers with an ``inner`` engine.
-    """
-    inner = getattr(engine, "inner", None)
-    if inner is not None:
-        return price_of(inner, model)
-    table = getattr(engine, "prices", None)
-    if isinstance(table, PriceTable):
-        return table.lookup(model)
-    price = getattr(engine, "price", None)
-    if price is None or callable(price):
-        return None
-    return as_price(price, model=model)
+def price_of(engine: Engine, model: str) -> Price | None:
+    """The price an engine charges for ``model``, or None when it is unknown."""
+    return engine.price(model)
 
 
 def estimate_prompt(messages: list[Message]) -> int:

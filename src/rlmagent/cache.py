@@ -1,8 +1,9 @@
 """A persistent cache of completions, so that a rerun does not pay twice for the same call.
 
 :class:`CompletionCache` is a SQLite file (WAL journal) keyed by the SHA-256 of a
-canonical JSON of everything that decides an answer: the engine's provider (and
-``base_url`` when it has one), the model, the messages, the temperature, ``max_tokens``
+canonical JSON of everything that decides an answer: the engine's
+:attr:`~rlmagent.engines.Engine.identity` (its provider, and its server's base URL when
+it has one), the model, the messages, the temperature, ``max_tokens``
 and any other sampling argument. One object may be shared by threads; several processes
 may share one file.
 
@@ -27,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlmagent.engines.base import Engine, EngineWrapper, run_blocking
 from rlmagent.errors import UsageError
 from rlmagent.types import Completion, Message
 
@@ -60,14 +62,9 @@ def default_cache_path() -> Path:
     return Path(platformdirs.user_cache_dir("rlmagent")) / CACHE_FILE_NAME
 
 
-def engine_identity(engine: Any) -> str:
-    """The part of a key naming the engine: its provider, plus its base URL if any."""
-    inner = getattr(engine, "inner", None)
-    if inner is not None:
-        return engine_identity(inner)
-    provider = str(getattr(engine, "provider", type(engine).__name__))
-    base_url = getattr(engine, "base_url", None)
-    return f"{provider}@{base_url}" if isinstance(base_url, str) and base_url else provider
+def engine_identity(engine: Engine) -> str:
+    """The part of a key naming the engine: its :attr:`~rlmagent.engines.Engine.identity`."""
+    return engine.identity
 
 
 def cache_key(
@@ -200,21 +197,22 @@ class CompletionCache:
         return f"CompletionCache({str(self.path)!r}, any_temperature={self.any_temperature})"
 
 
-class CachedEngine:
+class CachedEngine(EngineWrapper):
     """Any engine, answering from a :class:`CompletionCache` when it can.
 
     Calls the cache does not accept (temperature not 0, unless it opted in) go straight
-    to ``inner``. ``provider`` and ``model`` are the inner engine's.
+    to the wrapped engine, whose ``provider``, ``model``, identity, prices and context
+    windows this one reports (see :class:`~rlmagent.engines.EngineWrapper`). ``inner`` is
+    another name of ``wrapped``.
     """
 
-    def __init__(self, inner: Any, cache: CompletionCache) -> None:
-        if not callable(getattr(inner, "agenerate", None)):
-            raise UsageError(f"CachedEngine needs an Engine, got {inner!r}")
-        self.inner = inner
+    def __init__(self, inner: Engine, cache: CompletionCache) -> None:
+        super().__init__(inner)
         self.cache = cache
-        self.provider = str(getattr(inner, "provider", type(inner).__name__))
-        if hasattr(inner, "model"):
-            self.model = inner.model
+
+    @property
+    def inner(self) -> Engine:
+        return self.wrapped
 
     def _key(
         self,
@@ -226,9 +224,7 @@ class CachedEngine:
     ) -> str | None:
         if not self.cache.accepts(temperature):
             return None
-        return cache_key(
-            engine_identity(self.inner), model, messages, temperature, max_tokens, kwargs
-        )
+        return cache_key(self.identity, model, messages, temperature, max_tokens, kwargs)
 
     def generate(
         self,
@@ -242,7 +238,7 @@ class CachedEngine:
         key = self._key(messages, model, temperature, max_tokens, kwargs)
         if key is not None and (hit := self.cache.get(key)) is not None:
             return hit
-        completion = self.inner.generate(
+        completion = self.wrapped.generate(
             messages, model=model, temperature=temperature, max_tokens=max_tokens, **kwargs
         )
         if key is not None:
@@ -258,12 +254,10 @@ class CachedEngine:
         max_tokens: int = 1024,
         **kwargs: Any,
     ) -> Completion:
-        from rlmagent.engines.base import run_blocking
-
         key = self._key(messages, model, temperature, max_tokens, kwargs)
         if key is not None and (hit := await run_blocking(self.cache.get, key)) is not None:
             return hit
-        completion: Completion = await self.inner.agenerate(
+        completion = await self.wrapped.agenerate(
             messages, model=model, temperature=temperature, max_tokens=max_tokens, **kwargs
         )
         if key is not None:

@@ -21,6 +21,7 @@ from rlmagent import (
     UsageError,
 )
 from rlmagent.budget import BudgetLedger, price_of
+from rlmagent.engines import EngineBase
 from rlmagent.engines.pricing import Price
 
 BATCH_300 = (
@@ -119,6 +120,23 @@ def test_price_of_understands_engines():
     assert price_of(FunctionEngine(lambda m, model: "x", price=(1, 2)), "m") == Price(1.0, 2.0)
     assert price_of(FunctionEngine(lambda m, model: "x"), "m") is None
     assert price_of(ScriptedEngine([], price=(3, 4)), "m") == Price(3.0, 4.0)
+
+
+def test_price_of_asks_the_engine_protocol_and_nothing_else():
+    class PerModel(EngineBase):
+        provider = "per-model"
+        prices = "not a price table"  # attributes beside the protocol are never read
+        inner = ScriptedEngine([], price=(9, 9))
+
+        def price(self, model: str) -> Price | None:
+            return Price(1.0, 1.0) if model == "cheap" else None
+
+    engine = PerModel()
+    assert price_of(engine, "cheap") == Price(1.0, 1.0)
+    assert price_of(engine, "other") is None
+    assert price_of(EngineBase(), "m") is None  # the default: unknown
+    priced = ScriptedEngine([], price=Price(1, 2, 0.5))  # a Price as well as a pair
+    assert price_of(priced, "m") == Price(1.0, 2.0, 0.5)
 
 
 # -- the agent ----------------------------------------------------------------------------

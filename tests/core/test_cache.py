@@ -20,7 +20,9 @@ from rlmagent import (
     TokenUsage,
     UsageError,
 )
-from rlmagent.cache import cache_key
+from rlmagent.budget import price_of
+from rlmagent.cache import cache_key, engine_identity
+from rlmagent.engines import EngineBase, Price
 
 MSGS = [{"role": "user", "content": "hello"}]
 
@@ -72,6 +74,39 @@ def test_cached_engine_only_reuses_temperature_zero_unless_opted_in(tmp_path: Pa
     keen.generate(MSGS, model="m", temperature=0.7)
     assert keen.generate(MSGS, model="m", temperature=0.7).cached
     keen.cache.close()
+
+
+def test_cached_engine_reports_its_wrapped_engine(tmp_path: Path):
+    inner = FunctionEngine(lambda m, model: "x", price=(1, 2), context_window=1000)
+    with CompletionCache(tmp_path / "c.sqlite") as cache:
+        engine = CachedEngine(inner, cache)
+        assert engine.wrapped is inner and engine.inner is inner
+        assert engine.provider == engine.identity == engine_identity(engine) == "function"
+        assert engine.price("m") == price_of(engine, "m") == Price(1.0, 2.0)
+        assert engine.context_window("m") == 1000
+        assert not hasattr(engine, "model")  # the function engine names no model
+        plain = FunctionEngine(lambda m, model: "x")
+        assert CachedEngine(plain, cache).price("m") is None
+        assert CachedEngine(plain, cache).context_window("m") is None
+
+
+def test_keys_use_the_engines_identity(tmp_path: Path):
+    class Server(FunctionEngine):
+        def __init__(self, url: str) -> None:
+            super().__init__(lambda m, model: f"from {url}")
+            self.url = url
+
+        @property
+        def identity(self) -> str:
+            return f"function@{self.url}"
+
+    with CompletionCache(tmp_path / "c.sqlite") as cache:
+        a, b = CachedEngine(Server("a"), cache), CachedEngine(Server("b"), cache)
+        assert a.generate(MSGS, model="m", temperature=0).content == "from a"
+        assert b.generate(MSGS, model="m", temperature=0).content == "from b"  # not a's
+        assert a.generate(MSGS, model="m", temperature=0).cached
+        assert cache.get(cache_key("function@b", "m", MSGS, 0.0, 1024)) is not None
+        assert engine_identity(EngineBase()) == EngineBase.provider == "engine"
 
 
 ROOT_CODE = "```repl\nprint(llm_batch([f'chunk {i}' for i in range(12)]))\n```"

@@ -27,6 +27,7 @@ from rlmagent.engines.sdk import (
     SDKEngine,
     normalise_finish_reason,
 )
+from rlmagent.engines.windows import ContextWindowTable
 from rlmagent.errors import EngineNotAvailable
 from rlmagent.types import Completion, Message, TokenUsage
 
@@ -64,7 +65,7 @@ class AnthropicEngine(SDKEngine):
 
     Options as for :class:`~rlmagent.engines.openai_compat.OpenAICompatEngine`:
     ``base_url``, ``api_key``, ``timeout`` (seconds per attempt), ``max_retries`` /
-    ``retry``, ``prices``.
+    ``retry``, ``prices``, ``context_windows``.
     """
 
     client_classes = ("Anthropic", "AsyncAnthropic")
@@ -80,6 +81,7 @@ class AnthropicEngine(SDKEngine):
         retry: RetryPolicy | None = None,
         prices: Mapping[str, PriceLike] | None = None,
         default_headers: Mapping[str, str] | None = None,
+        context_windows: Mapping[str, int] | None = None,
     ) -> None:
         sdk = _import_anthropic(model)
         key = api_key or os.environ.get(API_KEY_ENV)
@@ -101,6 +103,7 @@ class AnthropicEngine(SDKEngine):
             retry=retry,
             max_retries=max_retries,
             prices=PriceTable(prices),
+            windows=ContextWindowTable(context_windows),
         )
 
     path = "/v1/messages"
@@ -167,6 +170,7 @@ def anthropic_factory(
     retry: RetryPolicy | None = None,
     prices: Mapping[str, PriceLike] | None = None,
     default_headers: Mapping[str, str] | None = None,
+    context_windows: Mapping[str, int] | None = None,
 ) -> AnthropicEngine:
     """Build an :class:`AnthropicEngine` (the ``anthropic`` entry point)."""
     return AnthropicEngine(
@@ -178,4 +182,5 @@ def anthropic_factory(
         retry=retry,
         prices=prices,
         default_headers=default_headers,
+        context_windows=context_windows,
     )

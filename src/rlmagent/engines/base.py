@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from rlmagent.engines.pricing import Price
+from rlmagent.errors import UsageError
 from rlmagent.types import Completion, Message
 
 T = TypeVar("T")
@@ -21,13 +23,31 @@ T = TypeVar("T")
 
 @runtime_checkable
 class Engine(Protocol):
-    """A chat model backend.
+    """A chat model backend: what every caller of an engine may ask of it.
 
-    ``provider`` names the backend (``"openai"``, ``"local"``, ``"function"``...); it is
-    part of cache keys and error messages.
+    ``provider`` names the backend (``"openai"``, ``"local"``, ``"function"``...) for
+    error messages. ``identity`` names it in cache keys: the provider, plus the server's
+    base URL when there is one. ``price(model)`` is what ``model`` costs (None: unknown),
+    ``context_window(model)`` its window in tokens, prompt plus answer (None: unknown).
+    ``wrapped`` is the engine a wrapper (the completion cache's, a router) sends its
+    calls to, None for an engine that answers itself; a wrapper's identity, price and
+    window are its wrapped engine's.
+
+    :class:`EngineBase` gives the defaults of a base engine, :class:`EngineWrapper` those
+    of a wrapper.
     """
 
     provider: str
+
+    @property
+    def identity(self) -> str: ...
+
+    @property
+    def wrapped(self) -> Engine | None: ...
+
+    def price(self, model: str) -> Price | None: ...
+
+    def context_window(self, model: str) -> int | None: ...
 
     def generate(
         self,
@@ -48,6 +68,99 @@ class Engine(Protocol):
         max_tokens: int = 1024,
         **kwargs: Any,
     ) -> Completion: ...
+
+
+@runtime_checkable
+class NamedEngine(Engine, Protocol):
+    """An engine that knows the model it was built for (what ``get_engine`` returns)."""
+
+    model: str
+
+
+class EngineBase:
+    """Defaults of the :class:`Engine` protocol for an engine that answers itself.
+
+    Its identity is its provider, it wraps nothing, and the price and window of every
+    model are unknown: subclasses override what they know. ``generate`` and
+    ``agenerate`` are theirs to write.
+    """
+
+    provider: str = "engine"
+
+    @property
+    def identity(self) -> str:
+        return self.provider
+
+    @property
+    def wrapped(self) -> Engine | None:
+        return None
+
+    def price(self, model: str) -> Price | None:
+        return None
+
+    def context_window(self, model: str) -> int | None:
+        return None
+
+
+class EngineWrapper(EngineBase):
+    """Base of an engine that sends its calls on to another (a cache, a router).
+
+    ``provider``, ``identity``, ``price`` and ``context_window`` are the wrapped
+    engine's, and so is ``model`` when the wrapped engine has one (a
+    :class:`NamedEngine`). ``generate`` and ``agenerate`` pass calls through; subclasses
+    override them to add what they do.
+    """
+
+    def __init__(self, wrapped: Engine) -> None:
+        if not isinstance(wrapped, Engine):
+            raise UsageError(
+                f"{type(self).__name__} needs an Engine (see rlmagent.engines.Engine), "
+                f"got {wrapped!r}"
+            )
+        self._wrapped = wrapped
+        self.provider = wrapped.provider
+        if isinstance(wrapped, NamedEngine):
+            self.model = wrapped.model
+
+    @property
+    def wrapped(self) -> Engine:
+        return self._wrapped
+
+    @property
+    def identity(self) -> str:
+        return self._wrapped.identity
+
+    def price(self, model: str) -> Price | None:
+        return self._wrapped.price(model)
+
+    def context_window(self, model: str) -> int | None:
+        return self._wrapped.context_window(model)
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        **kwargs: Any,
+    ) -> Completion:
+        return self._wrapped.generate(
+            messages, model=model, temperature=temperature, max_tokens=max_tokens, **kwargs
+        )
+
+    async def agenerate(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        **kwargs: Any,
+    ) -> Completion:
+        return await self._wrapped.agenerate(
+            messages, model=model, temperature=temperature, max_tokens=max_tokens, **kwargs
+        )
 
 
 class _DaemonPool:

@@ -19,6 +19,7 @@ Behaviour worth knowing:
 * ``timeout`` (seconds, default None) bounds how long a caller waits. llama.cpp cannot
   be interrupted: a call that overruns finishes in the background, holding the lock.
 * Local models cost 0.0 (unless ``prices=`` says otherwise); nothing is retried.
+* ``context_window(model)`` is ``n_ctx``, whatever the model label.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlmagent.engines.base import run_blocking
+from rlmagent.engines.base import EngineBase, run_blocking
 from rlmagent.engines.model_files import (
     KNOWN_MODELS,
     ModelFile,
@@ -38,7 +39,7 @@ from rlmagent.engines.model_files import (
     ensure_model_file,
     not_available,
 )
-from rlmagent.engines.pricing import FREE, PriceLike, PriceTable
+from rlmagent.engines.pricing import FREE, Price, PriceLike, PriceTable
 from rlmagent.engines.sdk import check_messages, normalise_finish_reason
 from rlmagent.errors import EngineError, UsageError
 from rlmagent.types import Completion, Message, TokenUsage
@@ -57,7 +58,7 @@ def _import_llama_cpp(model: str) -> Any:
     return llama_cpp
 
 
-class LocalEngine:
+class LocalEngine(EngineBase):
     """An engine running a GGUF model in-process with llama.cpp.
 
     ``model`` is a name from :data:`~rlmagent.engines.model_files.KNOWN_MODELS` or a path
@@ -113,6 +114,13 @@ class LocalEngine:
             if name not in _NOT_FORWARDED
         }
 
+    def price(self, model: str) -> Price | None:
+        return self.prices.lookup(model)
+
+    def context_window(self, model: str) -> int | None:
+        """``n_ctx``: the one model file answers whatever ``model`` labels a call."""
+        return self.n_ctx
+
     def model_path(self) -> Path:
         """The GGUF file, assembled and verified first if it is a known model."""
         if self.path is None:
@@ -157,7 +165,7 @@ class LocalEngine:
         usage = out.get("usage") or {}
         prompt = int(usage.get("prompt_tokens", 0))
         completion = int(usage.get("completion_tokens", 0))
-        price = self.prices.lookup(model)
+        price = self.price(model)
         return Completion(
             content=choice["message"].get("content") or "",
             model=model,

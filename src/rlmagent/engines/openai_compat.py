@@ -41,6 +41,7 @@ from rlmagent.engines.sdk import (
     SDKEngine,
     normalise_finish_reason,
 )
+from rlmagent.engines.windows import ContextWindowTable
 from rlmagent.errors import EngineNotAvailable, UsageError
 from rlmagent.types import Completion, Message, TokenUsage
 
@@ -110,7 +111,9 @@ class OpenAICompatEngine(SDKEngine):
     ``base_url`` and ``api_key`` override the preset's (the key is otherwise read from
     the preset's environment variable). ``timeout`` is seconds per attempt;
     ``max_retries`` / ``retry`` set the :class:`RetryPolicy`; ``prices`` overrides the
-    price table. Call :meth:`close` (or use ``with``) to release connections early.
+    price table and ``context_windows`` (``{model: tokens}``) the table of context windows
+    (self-hosted servers know only the user's: their models' windows are the server's
+    settings). Call :meth:`close` (or use ``with``) to release connections early.
     """
 
     client_classes = ("OpenAI", "AsyncOpenAI")
@@ -127,6 +130,7 @@ class OpenAICompatEngine(SDKEngine):
         retry: RetryPolicy | None = None,
         prices: Mapping[str, PriceLike] | None = None,
         default_headers: Mapping[str, str] | None = None,
+        context_windows: Mapping[str, int] | None = None,
     ) -> None:
         if preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
@@ -137,6 +141,11 @@ class OpenAICompatEngine(SDKEngine):
             PriceTable(prices, default=FREE, builtin={})
             if self.preset.self_hosted
             else PriceTable(prices)
+        )
+        windows = (
+            ContextWindowTable(context_windows, builtin={})
+            if self.preset.self_hosted
+            else ContextWindowTable(context_windows)
         )
         super().__init__(
             model,
@@ -149,6 +158,7 @@ class OpenAICompatEngine(SDKEngine):
             retry=retry,
             max_retries=max_retries,
             prices=table,
+            windows=windows,
         )
 
     def _resolve_key(self, api_key: str | None, model: str) -> str:

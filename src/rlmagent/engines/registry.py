@@ -25,9 +25,9 @@ import inspect
 import threading
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from rlmagent.engines.base import Engine
+from rlmagent.engines.base import Engine, NamedEngine
 from rlmagent.errors import UsageError
 
 ENTRY_POINT_GROUP = "rlmagent.engines"
@@ -35,13 +35,6 @@ DEFAULT_ENGINE_SPEC = "local:qwen2.5-coder-1.5b"
 """The engine used when no model is given: the embedded local model (no server, no key)."""
 
 BUILTIN_DISTRIBUTION = "rlmagent"
-
-
-@runtime_checkable
-class NamedEngine(Engine, Protocol):
-    """An engine that knows the model it was built for (what :func:`get_engine` returns)."""
-
-    model: str
 
 
 EngineFactory = Callable[..., Engine]
@@ -160,7 +153,7 @@ def get_engine(spec: str | None = None, **options: Any) -> NamedEngine:
     engine = factory(model, **options)
     if not isinstance(engine, Engine):
         raise UsageError(f"the {provider} factory returned {type(engine).__name__}, not an Engine")
-    if not isinstance(getattr(engine, "model", None), str):
+    if not (isinstance(engine, NamedEngine) and isinstance(engine.model, str)):
         try:
             engine.model = model  # type: ignore[attr-defined]
         except AttributeError:  # a slotted or frozen engine: wrap nothing, say so

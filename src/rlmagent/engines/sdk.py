@@ -27,8 +27,9 @@ import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from rlmagent.engines.base import EngineBase
 from rlmagent.engines.loop_thread import LoopThread
-from rlmagent.engines.pricing import PriceTable
+from rlmagent.engines.pricing import Price, PriceTable
 from rlmagent.engines.retry import (
     Failure,
     RetryPolicy,
@@ -37,6 +38,7 @@ from rlmagent.engines.retry import (
     is_retryable_status,
     parse_retry_after,
 )
+from rlmagent.engines.windows import ContextWindowTable
 from rlmagent.errors import UsageError
 from rlmagent.types import Completion, Message
 
@@ -232,8 +234,12 @@ def _shutdown(loop: LoopThread, clients: _Clients) -> None:
     loop.close(clients.aclose)
 
 
-class SDKEngine:
-    """Base of the engines built on an official HTTP SDK. Subclasses fill in the wire."""
+class SDKEngine(EngineBase):
+    """Base of the engines built on an official HTTP SDK. Subclasses fill in the wire.
+
+    Its ``identity`` is ``provider@base_url``; ``price`` and ``context_window`` read the
+    engine's :class:`PriceTable` and :class:`ContextWindowTable`.
+    """
 
     provider: str = "sdk"
 
@@ -253,6 +259,7 @@ class SDKEngine:
         retry: RetryPolicy | None,
         max_retries: int | None,
         prices: PriceTable,
+        windows: ContextWindowTable,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise UsageError(f"{provider}: a model name is required, got {model!r}")
@@ -270,6 +277,7 @@ class SDKEngine:
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         self.retry = policy
         self.prices = prices
+        self.windows = windows
         self._clients = _Clients(self._make_client(asynchronous=False))
         self._gate = SendGate()
         self._loop = LoopThread(f"rlmagent-{provider}-loop")
@@ -389,11 +397,22 @@ class SDKEngine:
                 ) from None
             raise
 
+    # -- what the engine knows of its models -------------------------------------------
+    @property
+    def identity(self) -> str:
+        return f"{self.provider}@{self.base_url}" if self.base_url else self.provider
+
+    def price(self, model: str) -> Price | None:
+        return self.prices.lookup(model)
+
+    def context_window(self, model: str) -> int | None:
+        return self.windows.lookup(model)
+
     def cost(
         self, model: str, prompt_tokens: int, completion_tokens: int, **cache: int
     ) -> float | None:
         """USD for one call, or None when the model's price is unknown."""
-        price = self.prices.lookup(model)
+        price = self.price(model)
         if price is None:
             return None
         return price.cost(prompt_tokens, completion_tokens, **cache)
