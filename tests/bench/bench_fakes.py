@@ -1,4 +1,5 @@
-"""A rule-based stand-in model for the sniah task, and a loopback OpenAI-style server.
+"""A rule-based stand-in model for the sniah task (served over HTTP by
+``FakeLLMServer(responder=solve)`` of tests/engines/fake_server.py).
 
 The stand-in reads what each method sends and answers the way a competent model would,
 by regular expressions on the text it is actually given: so a method that loses the
@@ -15,11 +16,7 @@ It tells the prompts apart by their system message:
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from rlmagent.bench.methods import DIRECT_SYSTEM, SUMMARY_SYSTEM
 
@@ -69,75 +66,3 @@ def solve(messages: list[dict[str, str]], model: str) -> str:
         value = _value(user, key) or (noted.group(1) if noted else None)
         return value or "unknown"
     raise AssertionError(f"unexpected prompt: {system[:80]!r}")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
-        if self.path != "/v1/chat/completions":
-            self._send(404, {"error": {"message": f"no route {self.path}"}})
-            return
-        messages = body["messages"]
-        text = solve(messages, body.get("model", ""))
-        self.server.requests.append(body)  # type: ignore[attr-defined]
-        prompt = sum(len(m["content"]) // 4 for m in messages)
-        self._send(
-            200,
-            {
-                "id": "chatcmpl-bench",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body.get("model", ""),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": len(text) // 4 + 1,
-                    "total_tokens": prompt + len(text) // 4 + 1,
-                },
-            },
-        )
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class LoopbackServer:
-    """An OpenAI chat-completions server on 127.0.0.1 answering with :func:`solve`."""
-
-    def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.requests = []  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self.httpd.requests  # type: ignore[attr-defined,no-any-return]
-
-    def __enter__(self) -> LoopbackServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)

@@ -9,8 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from bench_fakes import LoopbackServer, solve
+from bench_fakes import solve
 
+from engines.fake_server import FakeLLMServer
 from rlmagent import FunctionEngine
 from rlmagent.bench import (
     METHODS,
@@ -247,7 +248,7 @@ def test_cli_run_against_an_openai_compatible_loopback_server(
 ) -> None:
     """The same harness, unchanged, on a real HTTP server (through the openai SDK)."""
     out = tmp_path / "results.jsonl"
-    with LoopbackServer() as server:
+    with FakeLLMServer(responder=solve) as server:
         argv = [
             "bench",
             "run",
@@ -262,7 +263,7 @@ def test_cli_run_against_an_openai_compatible_loopback_server(
             "--model",
             "vllm:bench-fake",
             "--base-url",
-            server.base_url,
+            server.url,
             "--window",
             "4096",
             "--max-tokens",
@@ -285,7 +286,7 @@ def test_cli_run_against_an_openai_compatible_loopback_server(
         assert records[("direct", LARGE, index)]["status"] == "overflow"
     assert all(r["model"] == "bench-fake" for r in records.values())
     # sub-calls went over HTTP too: requests without a system message
-    assert any(req["messages"][0]["role"] == "user" for req in server.requests)
+    assert any(req.body["messages"][0]["role"] == "user" for req in server.requests)
     assert "sniah  rlm" in captured.out  # the summary table after the run
     json.dumps(list(records.values()))  # every record is plain JSON
 

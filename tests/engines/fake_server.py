@@ -4,7 +4,9 @@ It answers ``POST {prefix}/chat/completions`` (OpenAI chat completions) and
 ``POST {prefix}/messages`` (Anthropic messages) like a tiny deterministic model: the reply
 is ``"echo: "`` followed by the words of the last user message, cut to ``max_tokens``
 words (then the finish reason says so). A token is a whitespace-separated word, so tests
-can predict usage exactly.
+can predict usage exactly. ``responder=fn`` replaces the echo: ``fn(messages, model)``
+gets the request's messages as ``{"role", "content"}`` dicts (Anthropic's ``system``
+first, as a system message) and returns the reply, sent whole (finish reason ``stop``).
 
 Faults are queued with :meth:`FakeLLMServer.push` and consumed one per request, in order:
 
@@ -26,6 +28,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -72,6 +75,10 @@ class Recorded:
     client_port: int = 0
 
 
+Responder = Callable[[list[dict[str, str]], str], str]
+"""``fn(messages, model) -> reply``: a stand-in model instead of the echo."""
+
+
 def _words(text: str) -> list[str]:
     return text.split()
 
@@ -83,6 +90,17 @@ def _content_text(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
     return ""
+
+
+def _plain(messages: Any) -> list[dict[str, str]]:
+    """A request's messages as ``{"role", "content"}`` dicts of text."""
+    if not isinstance(messages, list):
+        return []
+    return [
+        {"role": str(m.get("role", "")), "content": _content_text(m.get("content"))}
+        for m in messages
+        if isinstance(m, dict)
+    ]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -165,18 +183,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(401, {"error": {"message": "bad api key", "type": "authentication_error"}})
         return False
 
-    def _reply(self, last_user: str, max_tokens: int) -> tuple[str, bool]:
-        words = ["echo:", *_words(last_user)]
+    def _reply(
+        self, messages: list[dict[str, str]], model: str, max_tokens: int
+    ) -> tuple[str, bool]:
+        """The reply and whether it was cut by ``max_tokens``."""
+        responder = self.server.owner.responder
+        if responder is not None:
+            return responder(messages, model), False
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        words = ["echo:", *_words(users[-1] if users else "")]
         return " ".join(words[:max_tokens]), len(words) > max_tokens
 
     def _openai(self, body: dict[str, Any]) -> None:
         if not self._authorised(("authorization", "Bearer {key}")):
             return
-        messages = body.get("messages", [])
-        users = [m for m in messages if m.get("role") == "user"]
+        messages = _plain(body.get("messages", []))
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10_000
-        text, cut = self._reply(_content_text(users[-1]["content"]) if users else "", limit)
-        prompt = sum(len(_words(_content_text(m.get("content")))) for m in messages)
+        text, cut = self._reply(messages, body.get("model", ""), limit)
+        prompt = sum(len(_words(m["content"])) for m in messages)
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": len(_words(text)),
@@ -210,13 +234,10 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"type": "invalid_request_error", "message": "system role in messages"}
             self._send(400, {"type": "error", "error": error})
             return
-        users = [m for m in messages if m.get("role") == "user"]
-        last = _content_text(users[-1]["content"]) if users else ""
-        text, cut = self._reply(last, int(body.get("max_tokens", 10_000)))
         system = _content_text(body.get("system", ""))
-        prompt = len(_words(system)) + sum(
-            len(_words(_content_text(m.get("content")))) for m in messages
-        )
+        plain = _plain(([{"role": "system", "content": system}] if system else []) + messages)
+        text, cut = self._reply(plain, body.get("model", ""), int(body.get("max_tokens", 10_000)))
+        prompt = sum(len(_words(m["content"])) for m in plain)
         self._send(
             200,
             {
@@ -254,11 +275,17 @@ class FakeLLMServer:
     """The loopback server; use as a context manager or call start()/stop()."""
 
     def __init__(
-        self, *, api_key: str | None = None, delay: float = 0.0, prefix: str = "/v1"
+        self,
+        *,
+        api_key: str | None = None,
+        delay: float = 0.0,
+        prefix: str = "/v1",
+        responder: Responder | None = None,
     ) -> None:
         self.api_key = api_key
         self.delay = delay
         self.prefix = prefix
+        self.responder = responder
         self.requests: list[Recorded] = []
         self.stopping = threading.Event()
         self._faults: deque[Fault] = deque()
