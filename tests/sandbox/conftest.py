@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import TIERS, check_tier
+from .helpers import TIERS
 
 
 @pytest.fixture(params=TIERS)
 def tier(request: pytest.FixtureRequest) -> str:
-    return check_tier(str(request.param))
+    return str(request.param)

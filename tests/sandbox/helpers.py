@@ -1,14 +1,13 @@
 """Shared pieces of the sandbox tests: the tiers, a recording host and session helpers.
 
 Every adversarial case runs against every tier (the ``tier`` fixture, see conftest.py).
-The bubblewrap tier is skipped only when ``bwrap`` is not installed; installed but
-broken is a failure, not a skip.
+The bubblewrap tier carries the ``requires_bwrap`` mark: skipped, naming why, where it
+cannot run (a failure under ``RLMAGENT_REQUIRE_BWRAP=1``; see tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,26 +15,13 @@ from typing import Any
 import pytest
 
 from rlmagent.sandbox import FunctionSpec, Limits, SubprocessSandbox
-from rlmagent.sandbox.bwrap import find_bwrap
 from rlmagent.sandbox.process import wait_gone
-from rlmagent.sandbox.subprocess import SubprocessSession, bwrap_problem
+from rlmagent.sandbox.subprocess import SubprocessSession
 
-BWRAP = find_bwrap()
 IS_ROOT = os.geteuid() == 0
 ECHO = [FunctionSpec("llm_query", "echo")]
 
-TIERS = [
-    pytest.param("bwrap", marks=pytest.mark.skipif(BWRAP is None, reason="bwrap is not installed")),
-    "process",
-]
-
-
-def check_tier(name: str) -> str:
-    """``name``, after failing loudly if bwrap is installed but does not work."""
-    if name == "bwrap":
-        problem = bwrap_problem(BWRAP, sys.executable)
-        assert problem is None, f"bwrap is installed but the tier does not work: {problem}"
-    return name
+TIERS = [pytest.param("bwrap", marks=pytest.mark.requires_bwrap), "process"]
 
 
 class Recorder:

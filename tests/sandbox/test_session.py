@@ -10,7 +10,7 @@ import pytest
 
 from rlmagent.sandbox import FunctionSpec, InProcessSandbox, Limits, SubprocessSandbox, protocol
 
-from .helpers import BWRAP
+from .helpers import TIERS
 
 ECHO = [FunctionSpec("llm_query", "echo")]
 
@@ -19,12 +19,10 @@ def echo(name, params):
     return f"{name}:{params['args'][0]}"
 
 
-@pytest.fixture(params=["bwrap", "process", "inprocess"])
+@pytest.fixture(params=[*TIERS, "inprocess"])
 def sandbox(request):
     if request.param == "inprocess":
         return InProcessSandbox()
-    if request.param == "bwrap" and BWRAP is None:
-        pytest.skip("bwrap is not installed")
     return SubprocessSandbox(isolation=request.param, limits=Limits(cell_timeout_s=3))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
@@ -9,9 +10,19 @@ import pytest
 from rlmagent import EventBus, RLMAgent, ScriptedEngine, UsageError
 from rlmagent.errors import SandboxError
 from rlmagent.events import RunStarted
-from rlmagent.sandbox import IsolationWarning, Limits, SubprocessSandbox
+from rlmagent.sandbox import (
+    InProcessSandbox,
+    IsolationWarning,
+    Limits,
+    Session,
+    SubprocessSandbox,
+)
+from rlmagent.sandbox.bwrap import find_bwrap
+from rlmagent.sandbox.subprocess import bwrap_problem
 
-from .helpers import BWRAP
+
+def _no_calls(name, params):
+    raise NameError(name)
 
 
 def _broken_bwrap(tmp_path, name: str = "bwrap") -> str:
@@ -21,28 +32,75 @@ def _broken_bwrap(tmp_path, name: str = "bwrap") -> str:
     return str(fake)
 
 
-@pytest.mark.skipif(BWRAP is None, reason="bwrap is not installed")
+@pytest.mark.requires_bwrap
 def test_the_default_is_bwrap_where_it_works():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert SubprocessSandbox().isolation == "bwrap"
+        sandbox = SubprocessSandbox()
+        assert sandbox.isolation == "bwrap"
+        session = sandbox.start("c", _no_calls)
+    try:
+        assert session.isolation == "bwrap"
+        assert session.fallback_reason is None and sandbox.fallback_reason is None
+    finally:
+        session.close()
 
 
-def test_auto_falls_back_to_process_with_one_warning(tmp_path):
+def test_the_default_works_on_this_machine_and_says_which_tier():
+    # no mark: whichever tier this machine gives, the session says so and works
+    problem = bwrap_problem(find_bwrap(), sys.executable)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = SubprocessSandbox().start("four", _no_calls)
+    try:
+        assert session.execute("len(context)").output == "4\n"
+        fell_back = [w for w in caught if issubclass(w.category, IsolationWarning)]
+        if problem is None:
+            assert (session.isolation, session.fallback_reason, fell_back) == ("bwrap", None, [])
+        else:
+            assert (session.isolation, session.fallback_reason) == ("process", problem)
+            assert len(fell_back) == 1 and problem in str(fell_back[0].message)
+    finally:
+        session.close()
+
+
+def test_auto_falls_back_to_process_with_one_warning_per_sandbox(tmp_path):
     fake = _broken_bwrap(tmp_path)
-    with pytest.warns(IsolationWarning, match="isolation is 'process'.*create new namespace"):
+    with pytest.warns(IsolationWarning, match="isolation is 'process'.*create new namespace") as w:
         sandbox = SubprocessSandbox(bwrap=fake)
         assert sandbox.isolation == "process"
+    assert [r.filename for r in w] == [__file__]  # it points at the caller's line
+    assert "create new namespace" in (sandbox.fallback_reason or "")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the same problem again: no second warning
-        again = SubprocessSandbox(bwrap=fake)
-        assert again.isolation == "process"
-        session = again.start("c", lambda name, params: None)
+        warnings.simplefilter("error")  # the same sandbox again: no second warning
+        session = sandbox.start("c", _no_calls)
         try:
             assert session.isolation == "process"
+            assert session.fallback_reason == sandbox.fallback_reason
             assert session.execute("1").output == "1\n"
         finally:
             session.close()
+    # another sandbox warns again: nothing depends on what ran before in this process
+    with pytest.warns(IsolationWarning, match="create new namespace"):
+        again = SubprocessSandbox(bwrap=fake).start("c", _no_calls)
+    try:
+        assert again.fallback_reason == sandbox.fallback_reason
+    finally:
+        again.close()
+
+
+def test_without_bwrap_installed_auto_falls_back_naming_the_package(monkeypatch):
+    monkeypatch.setattr("rlmagent.sandbox.subprocess.find_bwrap", lambda: None)
+    with pytest.warns(IsolationWarning, match="bwrap is not installed"):
+        session = SubprocessSandbox().start("c", _no_calls)
+    try:
+        assert session.isolation == "process"
+        assert session.fallback_reason == (
+            "bwrap is not installed (Debian/Ubuntu package: bubblewrap)"
+        )
+        assert session.execute("1").output == "1\n"
+    finally:
+        session.close()
 
 
 def test_forcing_bwrap_where_it_cannot_work_is_an_error_naming_why(tmp_path):
@@ -56,6 +114,20 @@ def test_forcing_process_never_probes_or_warns(tmp_path):
         warnings.simplefilter("error")
         sandbox = SubprocessSandbox(isolation="process", bwrap=_broken_bwrap(tmp_path, "b3"))
         assert sandbox.isolation == "process"
+        session = sandbox.start("c", _no_calls)
+    try:
+        assert session.fallback_reason is None  # pinned: nothing fell back
+    finally:
+        session.close()
+
+
+def test_every_session_has_a_fallback_reason():
+    session = InProcessSandbox().start("c", _no_calls)
+    try:
+        assert isinstance(session, Session)
+        assert (session.isolation, session.fallback_reason) == ("none", None)
+    finally:
+        session.close()
 
 
 def test_bad_settings_are_usage_errors():

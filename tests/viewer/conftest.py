@@ -60,8 +60,16 @@ def artifacts() -> Path:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     """A headless Chromium driven through chromedriver (Debian packages)."""
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("headless browser tests need Debian's `chromium` and `chromium-driver`")
+    missing = [
+        name
+        for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER))
+        if path is None
+    ]
+    if missing:
+        pytest.skip(
+            f"headless browser tests need Chromium and chromedriver (Debian packages "
+            f"`chromium`, `chromium-driver`): {' and '.join(missing)} not found on PATH"
+        )
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 

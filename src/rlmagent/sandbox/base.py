@@ -76,9 +76,17 @@ class FunctionSpec:
 
 @runtime_checkable
 class Session(Protocol):
-    """One running REPL. State persists across :meth:`execute` calls until :meth:`close`."""
+    """One running REPL. State persists across :meth:`execute` calls until :meth:`close`.
+
+    ``isolation`` names the tier the session runs in. ``fallback_reason`` says why it is
+    not the stronger tier that was asked for (``SubprocessSandbox(isolation="auto")``
+    without a working bubblewrap), and is None when nothing fell back: the strong tier
+    ran, or the tier was pinned. Sessions that predate it may lack the attribute: read it
+    with ``getattr(session, "fallback_reason", None)``.
+    """
 
     isolation: str
+    fallback_reason: str | None = None
 
     def execute(self, code: str) -> ExecResult: ...
 

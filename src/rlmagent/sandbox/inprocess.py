@@ -39,6 +39,7 @@ class InProcessSandbox:
 
 class InProcessSession:
     isolation = "none"
+    fallback_reason: str | None = None  # "none" is only ever asked for, never a fallback
 
     def __init__(
         self,

@@ -13,7 +13,9 @@ Two tiers share one worker and one frame protocol; only the launch differs:
   limit either. See SECURITY.md.
 
 ``SubprocessSandbox(isolation="auto")`` probes once per process whether bubblewrap works
-here and falls back to ``"process"`` with an :class:`IsolationWarning` (once) if not.
+here and falls back to ``"process"`` if not: each such sandbox issues one
+:class:`IsolationWarning` (Python's warning filters decide how often it is shown) and
+its sessions name the reason in ``fallback_reason``.
 
 Both tiers cap each cell's wall time, the worker's CPU time, memory, open files, file
 size and processes (see :class:`~rlmagent.sandbox.base.Limits`). A cell that outlives its
@@ -59,7 +61,6 @@ class IsolationWarning(RuntimeWarning):
 
 _probe_lock = threading.Lock()
 _probe_results: dict[tuple[str, str], str | None] = {}
-_warned: set[str] = set()
 
 
 def bwrap_problem(bwrap: str | None, python: str) -> str | None:
@@ -123,6 +124,9 @@ class SubprocessSandbox:
         self.bwrap = bwrap or find_bwrap()
         self.worker = Path(worker) if worker is not None else WORKER
         self._launcher: Launcher | None = None
+        self.fallback_reason: str | None = None
+        """Why ``"auto"`` did not get the bubblewrap tier (set when the tier is chosen);
+        None when it did, or when the tier was pinned."""
 
     @property
     def isolation(self) -> str:
@@ -148,14 +152,13 @@ class SubprocessSandbox:
             return BwrapLauncher(self.bwrap, self.python, self.worker, self.limits)
         if self.requested == "bwrap":
             raise SandboxError(f"bubblewrap isolation was requested but {problem}")
-        if problem not in _warned:
-            _warned.add(problem)
-            warnings.warn(
-                f"sandbox isolation is 'process' (no namespaces: model code can read your "
-                f"files and use the network) because {problem}",
-                IsolationWarning,
-                stacklevel=3,
-            )
+        self.fallback_reason = problem
+        warnings.warn(  # once per sandbox: the tier is chosen once
+            f"sandbox isolation is 'process' (no namespaces: model code can read your "
+            f"files and use the network) because {problem}",
+            IsolationWarning,
+            stacklevel=4,
+        )
         return ProcessLauncher(self.python, self.worker)
 
     def start(
@@ -166,8 +169,15 @@ class SubprocessSandbox:
         functions: Sequence[FunctionSpec] = (),
         max_output_chars: int = 10_000,
     ) -> SubprocessSession:
+        launcher = self.launcher()
         return SubprocessSession(
-            self.launcher(), self.limits, context, handler, functions, max_output_chars
+            launcher,
+            self.limits,
+            context,
+            handler,
+            functions,
+            max_output_chars,
+            fallback_reason=self.fallback_reason,
         )
 
 
@@ -182,10 +192,14 @@ class SubprocessSession:
         handler: Handler,
         functions: Sequence[FunctionSpec],
         max_output_chars: int,
+        *,
+        fallback_reason: str | None = None,
     ) -> None:
         self.launcher = launcher
         self.limits = limits
         self.isolation = launcher.isolation
+        self.fallback_reason = fallback_reason
+        """Why this session is not in the bubblewrap tier ``"auto"`` asked for, or None."""
         self.handler = handler
         self.max_output_chars = max_output_chars
         sweep_once()  # work directories left by hosts that were killed

@@ -1,0 +1,43 @@
+"""What every test shares: which sandbox tier this machine can run.
+
+Tests that need the bubblewrap tier say so with ``@pytest.mark.requires_bwrap`` (or
+``pytest.param("bwrap", marks=pytest.mark.requires_bwrap)``). Where bwrap is not
+installed, or is installed but cannot run here (no user namespaces, say), they are
+skipped and the skip names why. With ``RLMAGENT_REQUIRE_BWRAP=1`` (a CI machine that has
+bubblewrap) that is a failure instead, so that a change breaking the tier cannot pass
+as a row of skips.
+
+Tests that only need "a sandbox" build the default ``SubprocessSandbox()`` and pass in
+either tier: the ``IsolationWarning`` of its fallback is shown, not raised (pyproject's
+``filterwarnings``); the tier tests assert that warning themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import pytest
+
+REQUIRE_BWRAP = os.environ.get("RLMAGENT_REQUIRE_BWRAP", "") not in ("", "0")
+
+
+@functools.cache
+def bwrap_unavailable() -> str | None:
+    """Why the bubblewrap tier cannot run on this machine, or None if it can."""
+    from rlmagent.sandbox.bwrap import find_bwrap
+    from rlmagent.sandbox.subprocess import bwrap_problem
+
+    return bwrap_problem(find_bwrap(), sys.executable)  # one real probe, cached
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("requires_bwrap") is None:
+        return
+    problem = bwrap_unavailable()
+    if problem is None:
+        return
+    if REQUIRE_BWRAP:
+        pytest.fail(f"RLMAGENT_REQUIRE_BWRAP is set but {problem}", pytrace=False)
+    pytest.skip(f"needs the bubblewrap tier: {problem}")
