@@ -17,6 +17,13 @@ from typing import Any, Protocol, runtime_checkable
 from rlmagent.errors import ContextTypeError, UsageError
 from rlmagent.types import ExecResult
 
+CHUNKS_DOC = (
+    "`chunks(text: str, max_chars: int) -> list[str]`: `text` split into pieces of at "
+    "most `max_chars` characters, cut at line ends (a longer line is cut every "
+    "`max_chars`); `''.join(chunks(text, n)) == text`."
+)
+"""The prompt's line for the REPL's built-in ``chunks`` (see ``worker.chunks``)."""
+
 Handler = Callable[[str, dict[str, Any]], Any]
 """Host side of a REPL function call: ``handler(name, {"args": [...], "kwargs": {...}})``."""
 

@@ -4,8 +4,9 @@ This file runs inside the sandbox as a script (``python -I -S worker.py``) and u
 the standard library. :class:`Repl` is also used directly by the in-process sandbox.
 
 Inside the REPL the model sees ``context`` and the scaffold functions: ``llm_query``,
-``llm_batch``, ``FINAL``, ``FINAL_VAR``, ``SHOW_VARS`` and one function per host tool.
-Every host function is a stub that sends a ``call`` frame and waits for the reply.
+``llm_batch``, ``FINAL``, ``FINAL_VAR``, ``SHOW_VARS``, ``chunks`` and one function per
+host tool. Every host function is a stub that sends a ``call`` frame and waits for the
+reply; ``chunks`` is plain Python that runs in the REPL.
 After each cell the scaffold names are bound again, so rebinding them cannot break
 later turns.
 """
@@ -79,6 +80,33 @@ class CappedBuffer(io.TextIOBase):
         return "".join(self.parts)
 
 
+def chunks(text: str, max_chars: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``max_chars`` characters, cut after a
+    newline wherever one fits (a longer line is cut every ``max_chars`` characters).
+
+    ``"".join(chunks(text, n)) == text``, and ``chunks("", n) == []``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"chunks(): text must be a str, not {type(text).__name__}")
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int):
+        raise TypeError(
+            f"chunks(): max_chars must be a positive int, not {type(max_chars).__name__}"
+        )
+    if max_chars <= 0:
+        raise ValueError(f"chunks(): max_chars must be a positive int, not {max_chars}")
+    pieces = []
+    start, size = 0, len(text)
+    while start < size:
+        end = start + max_chars
+        if end < size:
+            newline = text.rfind("\n", start, end)
+            if newline >= 0:  # else one line longer than max_chars: cut it there
+                end = newline + 1
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
 def _short_repr(value: Any, cap: int) -> str:
     if isinstance(value, str | bytes) and len(value) > cap:
         return repr(value[:cap])
@@ -107,6 +135,7 @@ class Repl:
             "FINAL": self._final,
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars,
+            "chunks": chunks,
         }
         for spec in functions or []:
             self.scaffold[spec["name"]] = self._host_function(spec["name"], spec.get("doc", ""))
