@@ -8,7 +8,9 @@ Inside the REPL the model sees ``context`` and the scaffold functions: ``llm_que
 host tool. Every host function is a stub that sends a ``call`` frame and waits for the
 reply; ``chunks`` is plain Python that runs in the REPL.
 After each cell the scaffold names are bound again, so rebinding them cannot break
-later turns.
+later turns. A cell that ran to its end (or to FINAL) and displayed a slice of a list or
+tuple that left items out gets a line saying so at the end of its output
+(``[note: hits[:5] showed 5 of 6 items; 1 not shown]``; see ``displayed_slices``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     CallHost = Callable[[str, dict[str, Any]], Any]
 MAX_TRACEBACK_LINES = 30
 MAX_FINAL_CHARS = 4 * 1024 * 1024
+MAX_SLICE_NOTES = 5
+MAX_NOTE_NODES = 100_000  # a cell's AST nodes looked at for slice notes; then it stops
 
 
 class HostCallError(Exception):
@@ -111,6 +115,210 @@ def _short_repr(value: Any, cap: int) -> str:
     if isinstance(value, str | bytes) and len(value) > cap:
         return repr(value[:cap])
     return repr(value)
+
+
+# -- notes on sliced output ----------------------------------------------------------------
+#
+# A cell that shows ``hits[:5]`` of a six-item list has the model see five and think it
+# has seen them all. After a cell has run, the slices it displayed (in a ``print(...)``
+# call's arguments or in the displayed last expression) of a list or tuple variable are
+# measured against that variable's value, and a line is added for each that left items
+# out: ``[note: hits[:5] showed 5 of 6 items; 1 not shown]``. Static and cheap: the AST
+# is already there; nothing of the model's code runs (lengths are read with
+# ``list.__len__`` / ``tuple.__len__``, not ``len``).
+
+_NO_BOUND = object()  # a bound that is not an int constant: not a slice this looks at
+
+
+def _int_bound(node: Any) -> Any:
+    """The value of a slice bound: None, an int constant, ``-`` an int constant."""
+    if node is None:
+        return None
+    sign = 1
+    if isinstance(node, _ast.UnaryOp) and isinstance(node.op, _ast.USub):
+        sign, node = -1, node.operand
+    if isinstance(node, _ast.Constant) and type(node.value) is int:  # not a bool
+        return sign * node.value
+    return _NO_BOUND
+
+
+def _sliced_name(node: Any) -> tuple[str, int | None, int | None] | None:
+    """``(name, start, stop)`` for ``NAME[a:b]`` with int-constant (or no) bounds and no
+    step (or step 1), else None."""
+    if not isinstance(node.value, _ast.Name) or not isinstance(node.slice, _ast.Slice):
+        return None
+    piece = node.slice
+    if piece.step is not None and _int_bound(piece.step) != 1:
+        return None
+    start, stop = _int_bound(piece.lower), _int_bound(piece.upper)
+    if start is _NO_BOUND or stop is _NO_BOUND:
+        return None
+    return node.value.id, start, stop
+
+
+def _children(node: Any) -> list[Any]:
+    found = []
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if isinstance(value, _ast.AST):
+            found.append(value)
+        elif isinstance(value, list):
+            found.extend(item for item in value if isinstance(item, _ast.AST))
+    return found
+
+
+def _target_names(node: Any, into: set[str]) -> None:
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _ast.Name):
+            into.add(node.id)
+        else:
+            stack.extend(_children(node))
+
+
+_SKIPPED = (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef, _ast.Lambda)
+# leaves and what is left out: nothing under them is looked at
+_LEAVES = (_ast.Constant, _ast.Name, _ast.expr_context, *_SKIPPED)
+_LOOPS = (_ast.For, _ast.AsyncFor, _ast.comprehension)
+# What passes the items of a slice on to what is displayed: displays and f-strings,
+# comprehensions over it, ``a if c else b``, ``+`` and ``%``, and these calls.
+_PASSING = (
+    _ast.Tuple,
+    _ast.List,
+    _ast.Set,
+    _ast.Dict,
+    _ast.Starred,
+    _ast.JoinedStr,
+    _ast.ListComp,
+    _ast.SetComp,
+    _ast.DictComp,
+    _ast.GeneratorExp,
+)
+_PASSING_FUNCTIONS = frozenset(
+    {"print", "str", "repr", "list", "tuple", "set", "dict", "sorted", "reversed", "enumerate"}
+)
+_PASSING_METHODS = frozenset({"join", "format", "dumps", "pformat"})
+
+
+def _passed_on(node: Any) -> list[tuple[Any, bool]]:
+    """The children of a shown ``node``, each with whether its value is shown too."""
+    if isinstance(node, _PASSING):
+        return [(child, True) for child in _children(node)]
+    if isinstance(node, _ast.comprehension):
+        return [(node.iter, True), *((test, False) for test in node.ifs)]
+    if isinstance(node, _ast.FormattedValue):
+        return [
+            (node.value, True),
+            *(() if node.format_spec is None else [(node.format_spec, False)]),
+        ]
+    if isinstance(node, _ast.IfExp):
+        return [(node.test, False), (node.body, True), (node.orelse, True)]
+    if isinstance(node, _ast.BinOp) and isinstance(node.op, (_ast.Add, _ast.Mod)):
+        return [(node.left, True), (node.right, True)]
+    if isinstance(node, _ast.Call):
+        func = node.func
+        if (isinstance(func, _ast.Name) and func.id in _PASSING_FUNCTIONS) or (
+            isinstance(func, _ast.Attribute) and func.attr in _PASSING_METHODS
+        ):
+            return [(func, False), *((arg, True) for arg in node.args), *_quiet(node.keywords)]
+    return _quiet(_children(node))
+
+
+def _quiet(nodes: list[Any]) -> list[tuple[Any, bool]]:
+    return [(node, False) for node in nodes]
+
+
+def displayed_slices(body: list[Any], last: Any) -> list[tuple[str, int | None, int | None]]:
+    """The distinct ``(name, start, stop)`` slices shown by a cell, in source order.
+
+    ``body`` is the cell's statements, ``last`` its displayed last expression (or None).
+    A slice is shown when it is ``last``, or a positional argument of a ``print(...)``
+    call, or passed on to one of them whole (``[h.title for h in hits[:5]]``,
+    ``", ".join(names[:3])``, ``f"{rows[:2]}"``; see ``_passed_on``), but not when its
+    items go elsewhere first (``len(hits[:5])``, ``all(...)``, ``llm_query(...)``,
+    ``hits[:5][0]``). Code in a function, class or lambda is left out (it may not run;
+    its names may be locals), and so are names that a ``for`` or a comprehension binds:
+    their value after the cell is not the one each use saw.
+    """
+    found: list[tuple[int, int, tuple[str, int | None, int | None]]] = []
+    loop_names: set[str] = set()
+    stack: list[tuple[Any, bool]] = _quiet(body)
+    if last is not None:
+        stack.append((last, True))
+    budget = MAX_NOTE_NODES
+    while stack and budget > 0:
+        budget -= 1
+        node, shown = stack.pop()
+        if isinstance(node, _LEAVES):
+            continue
+        if isinstance(node, _LOOPS):
+            _target_names(node.target, loop_names)
+        if isinstance(node, _ast.Subscript) and shown:
+            key = _sliced_name(node)
+            if key is not None:
+                found.append((node.lineno, node.col_offset, key))
+        if (
+            isinstance(node, _ast.Call)
+            and isinstance(node.func, _ast.Name)
+            and node.func.id == "print"
+        ):
+            shown = True  # a print shows its arguments wherever it is
+        stack.extend(_passed_on(node) if shown else _quiet(_children(node)))
+    keys: list[tuple[str, int | None, int | None]] = []
+    for _, _, key in sorted(found):
+        if key not in keys and key[0] not in loop_names:
+            keys.append(key)
+    return keys
+
+
+def slice_notes(
+    slices: list[tuple[str, int | None, int | None]], namespace: dict[str, Any]
+) -> list[str]:
+    """A note for each slice of a list or tuple in ``namespace`` that left items out."""
+    notes = []
+    for name, start, stop in slices:
+        value = namespace.get(name)
+        kind = type(value)
+        if issubclass(kind, list):
+            size = list.__len__(value)
+        elif issubclass(kind, tuple):
+            size = tuple.__len__(value)
+        else:  # str, bytes, arrays, a name not defined...: slicing them says nothing
+            continue
+        shown = len(range(size)[start:stop])
+        if shown >= size:
+            continue
+        text = f"{name}[{'' if start is None else start}:{'' if stop is None else stop}]"
+        if len(notes) == MAX_SLICE_NOTES:
+            notes.append("[note: more sliced sequences also left items out]")
+            break
+        notes.append(
+            f"[note: {text} showed {shown:,} of {size:,} items; {size - shown:,} not shown]"
+        )
+    return notes
+
+
+def add_notes(text: str, total: int, notes: list[str], cap: int) -> tuple[str, int]:
+    """``(text, total)`` of a capped stream with ``notes`` added as lines at its end.
+
+    The notes are kept even when the stream ran past ``cap``: they take the place of its
+    last kept characters, and ``total`` grows by what was added, so that the host's
+    ``cut(text, total, cap)`` still counts exactly the characters of the cell's own
+    output that were not kept. Notes longer than half of ``cap`` are left out.
+    """
+    body = "".join(f"{note}\n" for note in notes)
+    if not body or len(body) > cap // 2:
+        return text, total
+    sep = "\n" if text and not text.endswith("\n") else ""
+    if total + len(sep) + len(body) <= cap:  # all of it fits: then text is all there was
+        return text + sep + body, total + len(sep) + len(body)
+    body = body[:-1]  # cut() starts its own line
+    prefix = text[: cap - len(body)]
+    sep = ""
+    if prefix and not prefix.endswith("\n"):
+        prefix, sep = prefix[:-1], "\n"
+    return prefix + sep + body, total + len(sep) + len(body)
 
 
 class Repl:
@@ -190,13 +398,16 @@ class Repl:
         out = CappedBuffer(self.max_output_chars)
         err = CappedBuffer(self.max_output_chars)
         error: str | None = None
+        tree: Any = None
+        last: Any = None
+        ran = False
+        notes: list[str] = []
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         try:
             self.sources[filename] = code
             self._share_sources()
-            tree: Any = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)
-            last = None
+            tree = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)
             if tree.body and isinstance(tree.body[-1], _ast.Expr):
                 last = _ast.Expression(tree.body.pop().value)
             exec(compile(tree, filename, "exec"), self.namespace)
@@ -204,25 +415,37 @@ class Repl:
                 value = eval(compile(last, filename, "eval"), self.namespace)
                 if value is not None:
                     print(_short_repr(value, self.max_output_chars))
+            ran = True
         except _Final:
-            pass
+            ran = True
         except BaseException as exc:  # the model's errors are data
             error = self._format_error(exc, filename)
         finally:
             sys.stdout, sys.stderr = old_out, old_err
+            if ran:  # before the scaffold is bound again: the cell's own ``context``
+                notes = self._slice_notes(tree, last)
             self.namespace.update(self.scaffold)
             self.namespace["__builtins__"] = builtins
         final = self.final
         if final is not None and len(final) > MAX_FINAL_CHARS:
             final = final[:MAX_FINAL_CHARS]
+        output, output_chars = add_notes(out.getvalue(), out.total, notes, self.max_output_chars)
         return {
-            "output": out.getvalue(),
-            "output_chars": out.total,
+            "output": output,
+            "output_chars": output_chars,
             "stderr": err.getvalue(),
             "stderr_chars": err.total,
             "error": error,
             "final": final,
         }
+
+    def _slice_notes(self, tree: Any, last: Any) -> list[str]:
+        """Notes on the cell's displayed slices that left items out; never raises."""
+        try:
+            slices = displayed_slices(tree.body, None if last is None else last.body)
+            return slice_notes(slices, self.namespace) if slices else []
+        except Exception:  # a note is a courtesy: it must never break a working cell
+            return []
 
     def _share_sources(self) -> None:
         """Show the cells' code to ``linecache`` (tracebacks, ``inspect``) once loaded."""
