@@ -111,9 +111,10 @@ class RLMAgent:
         check_answers: bool | None = None,
     ) -> None:
         for name, value in (("engine", engine), ("sub_engine", sub_engine or engine)):
-            if not callable(getattr(value, "agenerate", None)):
+            if not isinstance(value, Engine):
                 raise UsageError(
-                    f"{name} must be an Engine (with generate/agenerate), got {value!r}"
+                    f"{name} must be an Engine (generate, agenerate, price, context_window, "
+                    f"identity, wrapped; see rlmagent.engines.EngineBase), got {value!r}"
                 )
         if not isinstance(model, str) or not model:
             raise UsageError("model must be a non-empty string")
@@ -126,7 +127,7 @@ class RLMAgent:
         if child_agent is not None and not isinstance(child_agent, RLMAgent):
             raise UsageError(f"child_agent must be an RLMAgent, got {child_agent!r}")
         profile = prompt_profile if prompt_profile is not None else profile_for(engine)
-        self.settings = RunSettings(
+        settings = RunSettings(
             root=ModelSettings(engine, model, temperature, max_tokens),
             sub=ModelSettings(
                 sub_engine or engine, sub_model or model, sub_temperature, sub_max_tokens
@@ -143,6 +144,7 @@ class RLMAgent:
             check_answers=profile == "small" if check_answers is None else check_answers,
             child=child_agent.settings if child_agent is not None else None,
         )
+        self.settings: RunSettings = settings
         self.bus = bus
         self.trace = Path(trace) if trace is not None else None
         self.budget = budget

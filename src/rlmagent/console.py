@@ -30,6 +30,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from rlmagent import events as ev
+from rlmagent.types import add_costs
 
 DEFAULT_CODE_LINES = 12
 """Lines of a code cell shown before it is shortened."""
@@ -81,7 +82,7 @@ class _Totals:
     def add(self, tokens: int, cost: float | None) -> None:
         self.calls += 1
         self.tokens += tokens
-        self.cost = None if self.cost is None or cost is None else self.cost + cost
+        self.cost = add_costs(self.cost, cost)
 
 
 class ConsoleProgress:

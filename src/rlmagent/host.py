@@ -1,10 +1,10 @@
-"""Engine calls of a run tree, and the host side of the REPL's functions.
+"""The host side of the REPL's functions.
 
-Every engine call goes through :meth:`rlmagent.tree.Tree.complete`.
-
-Model code calls ``llm_query`` / ``llm_batch`` / ``rlm_query`` / ``rlm_batch`` / tools as
-stubs inside the sandbox; the sandbox thread hands each call to
-:meth:`HostFunctions.handler`, which runs it on the agent's event loop.
+Model code calls ``llm_query`` / ``llm_batch`` / the semantic operators / ``rlm_query``
+/ ``rlm_batch`` / tools as stubs inside the sandbox; the sandbox thread hands each call
+to :meth:`HostFunctions.handler`, which runs it on the run's event loop. Every engine
+call goes through :meth:`rlmagent.tree.Tree.complete`; what the model sees of these
+functions, and the checks of their arguments, live in :mod:`rlmagent.functions`.
 
 Concurrency and depth: see :mod:`rlmagent.tree`.
 """
@@ -13,57 +13,43 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from rlmagent.budget import UsageMeter
-from rlmagent.engines.base import run_blocking
+from rlmagent.engines.base import estimate_tokens, run_blocking
 from rlmagent.events import (
     BatchEnded,
     BatchStarted,
+    Notice,
     SubCallEnded,
     SubCallStarted,
     ToolCalled,
+)
+from rlmagent.functions import (
+    CHARS_PER_TOKEN_LOW,
+    ERROR_PREFIX,
+    LLM_BATCH_DOC,
+    LLM_QUERY_DOC,
+    OPERATORS,
+    RECURSIVE_FUNCTIONS,
+    RLM_BATCH_DOC,
+    RLM_BATCH_LEAF_DOC,
+    RLM_QUERY_DOC,
+    RLM_QUERY_LEAF_DOC,
+    arguments,
+    check_prompt,
+    check_size,
+    prompt_room,
+    rlm_item,
+    with_context,
 )
 from rlmagent.sandbox.base import FunctionSpec, check_context
 from rlmagent.settings import RunSettings
 from rlmagent.tools import Tool, bind_arguments, to_json_value
 from rlmagent.tree import Tree
 from rlmagent.types import AgentResult, Step, SubCall, TokenUsage
-
-MAX_BATCH_SIZE = 10_000
-ERROR_PREFIX = "Error: "
-
-LLM_QUERY_DOC = (
-    "`llm_query(prompt: str) -> str`: ask a sub-model. It sees only `prompt`, so put the "
-    "text it needs (e.g. a slice of `context`) inside it."
-)
-LLM_BATCH_DOC = (
-    "`llm_batch(prompts: list[str]) -> list[str]`: ask many prompts at once, concurrently; "
-    "answers come back in order (a failed item is a string starting with 'Error:')."
-)
-RLM_QUERY_DOC = (
-    "`rlm_query(prompt: str, context=None) -> str`: start a child RLM, a model like you "
-    "with its own REPL whose `context` is the `context` you pass (str, list or dict); it "
-    "answers `prompt` by writing code. Slower and costlier than llm_query: use it for a "
-    "piece too big or too hard for one sub-model call."
-)
-RLM_BATCH_DOC = (
-    "`rlm_batch(items: list) -> list[str]`: many rlm_query calls at once, concurrently; "
-    "each item is a prompt or a (prompt, context) pair; answers come back in order (a "
-    "failed item is a string starting with 'Error:')."
-)
-RLM_QUERY_LEAF_DOC = (
-    "`rlm_query(prompt: str, context=None) -> str`: at this depth, one plain sub-model "
-    "call, like llm_query, on `prompt` followed by the text of `context`."
-)
-RLM_BATCH_LEAF_DOC = (
-    "`rlm_batch(items: list) -> list[str]`: at this depth, like llm_batch; each item is a "
-    "prompt or a (prompt, context) pair."
-)
-RECURSIVE_FUNCTIONS = ("rlm_query", "rlm_batch")
 
 
 class ChildRun(Protocol):
@@ -104,6 +90,7 @@ class HostFunctions:
         self.meter = meter
         self.spawn_child = spawn_child
         self._calls: list[SubCall] = []
+        self._notes: list[str] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -115,6 +102,11 @@ class HostFunctions:
         calls, self._calls = tuple(self._calls), []
         return calls
 
+    def take_notes(self) -> list[str]:
+        """The operators' notes since the last call (what went wrong, for the output)."""
+        notes, self._notes = self._notes, []
+        return notes
+
     def specs(self) -> list[FunctionSpec]:
         specs = []
         if self.settings.sub_calls:
@@ -122,6 +114,7 @@ class HostFunctions:
             specs += [
                 FunctionSpec("llm_query", LLM_QUERY_DOC),
                 FunctionSpec("llm_batch", LLM_BATCH_DOC),
+                *(FunctionSpec(name, doc) for name, (_, _, doc) in OPERATORS.items()),
                 FunctionSpec("rlm_query", RLM_QUERY_DOC if recurse else RLM_QUERY_LEAF_DOC),
                 FunctionSpec("rlm_batch", RLM_BATCH_DOC if recurse else RLM_BATCH_LEAF_DOC),
             ]
@@ -130,7 +123,7 @@ class HostFunctions:
 
     def described(self) -> list[FunctionSpec]:
         """The specs the system prompt lists: rlm_* only when the tree can recurse."""
-        shown: tuple[str, ...] = ("llm_query", "llm_batch")
+        shown: tuple[str, ...] = ("llm_query", "llm_batch", *OPERATORS)
         if self.tree.max_depth > 1:
             shown += RECURSIVE_FUNCTIONS
         return [s for s in self.specs() if s.name in shown]
@@ -167,16 +160,18 @@ class HostFunctions:
 
     async def dispatch(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if self.settings.sub_calls and name == "llm_query":
-            prompt = _arguments("llm_query", ("prompt",), args, kwargs)[0]
-            return await self.query(_check_prompt("llm_query", prompt))
+            prompt = arguments("llm_query", ("prompt",), args, kwargs)[0]
+            return await self.query(check_prompt("llm_query", prompt))
         if self.settings.sub_calls and name == "llm_batch":
-            prompts = _arguments("llm_batch", ("prompts",), args, kwargs)[0]
+            prompts = arguments("llm_batch", ("prompts",), args, kwargs)[0]
             return await self.batch(prompts)
+        if self.settings.sub_calls and name in OPERATORS:
+            return await self.operator(name, args, kwargs)
         if self.settings.sub_calls and name == "rlm_query":
-            prompt, context = _arguments("rlm_query", ("prompt", "context"), args, kwargs)
-            return await self.rlm_query(_check_prompt("rlm_query", prompt), context)
+            prompt, context = arguments("rlm_query", ("prompt", "context"), args, kwargs)
+            return await self.rlm_query(check_prompt("rlm_query", prompt), context)
         if self.settings.sub_calls and name == "rlm_batch":
-            items = _arguments("rlm_batch", ("items",), args, kwargs)[0]
+            items = arguments("rlm_batch", ("items",), args, kwargs)[0]
             return await self.rlm_batch(items)
         if name in self.tools:
             return await self.call_tool(self.tools[name], args, kwargs)
@@ -184,7 +179,29 @@ class HostFunctions:
 
     # -- sub-calls ----------------------------------------------------------------------
 
+    def _window(self) -> int | None:
+        sub = self.settings.sub
+        return sub.engine.context_window(sub.model)
+
+    def _check_fits(self, fn: str, prompt: str) -> None:
+        """Refuse, before any call, a prompt longer than the sub-model's window."""
+        window = self._window()
+        if window is None:
+            return
+        sub = self.settings.sub
+        tokens = estimate_tokens(prompt)
+        if tokens + sub.max_tokens > window:
+            room = max(1_000, (window - sub.max_tokens) * CHARS_PER_TOKEN_LOW)
+            raise ValueError(
+                f"{fn}: the prompt is about {tokens:,} tokens ({len(prompt):,} characters) "
+                f"but the sub-model {sub.model!r} has a {window:,}-token window, "
+                f"{sub.max_tokens:,} of them kept for its answer: split the text with "
+                f"chunks(text, {room:,}) and ask about each piece (llm_batch), or use "
+                "llm_filter / llm_map / llm_classify on its lines"
+            )
+
     async def query(self, prompt: str, *, batch_id: str | None = None) -> str:
+        self._check_fits("llm_query", prompt)
         sub = self.settings.sub
         _, record = self._start(prompt, sub.model, batch_id)
         try:
@@ -267,9 +284,22 @@ class HostFunctions:
     async def batch(self, prompts: Any) -> list[str]:
         if not isinstance(prompts, list | tuple):
             raise TypeError(f"llm_batch(prompts) needs a list of str, got {type(prompts).__name__}")
-        _check_size("llm_batch", prompts)
-        checked = [_check_prompt(f"llm_batch item {i}", p) for i, p in enumerate(prompts)]
+        check_size("llm_batch", prompts)
+        checked = [check_prompt(f"llm_batch item {i}", p) for i, p in enumerate(prompts)]
         return await self._gather([lambda b, p=p: self.query(p, batch_id=b) for p in checked])
+
+    async def operator(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+        """``llm_filter`` / ``llm_map`` / ``llm_classify``: their sub-calls go through
+        :meth:`batch` (concurrency, budget, cache, events); problems become a note in
+        the cell's output."""
+        function, names, _ = OPERATORS[name]
+        items, second = arguments(name, names, args, kwargs)
+        room = prompt_room(self._window(), self.settings.sub.max_tokens)
+        result = await function(self.batch, items, second, max_prompt_chars=room)
+        if result.note:
+            self._notes.append(f"[{name}] {result.note}")
+            self.tree.publish(Notice(**self._ev(), message=f"{name}: {result.note}"))
+        return list(result.values)
 
     # -- recursion ----------------------------------------------------------------------
 
@@ -278,7 +308,7 @@ class HostFunctions:
     ) -> str:
         """A child RLM on ``context`` answering ``prompt``; a plain sub-call at the limit."""
         if not self.tree.can_recurse(self.depth):
-            return await self.query(_with_context(prompt, context), batch_id=batch_id)
+            return await self.query(with_context(prompt, context), batch_id=batch_id)
         context = check_context(context)
         call_id, record = self._start(prompt, self.settings.children.root.model, batch_id)
         run = None
@@ -316,8 +346,8 @@ class HostFunctions:
                 "rlm_batch(items) needs a list of prompts or (prompt, context) pairs, "
                 f"got {type(items).__name__}"
             )
-        _check_size("rlm_batch", items)
-        pairs = [_rlm_item(i, item) for i, item in enumerate(items)]
+        check_size("rlm_batch", items)
+        pairs = [rlm_item(i, item) for i, item in enumerate(items)]
         return await self._gather(
             [lambda b, p=p, c=c: self.rlm_query(p, c, batch_id=b) for p, c in pairs]
         )
@@ -357,57 +387,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _arguments(
-    fn: str, names: tuple[str, ...], args: list[Any], kwargs: dict[str, Any]
-) -> list[Any]:
-    """Bind ``args`` / ``kwargs`` to ``names`` (the first required, the rest default None)."""
-    unknown = sorted(set(kwargs) - set(names))
-    if unknown or len(args) > len(names):
-        shown = ", ".join(repr(n) for n in names)
-        raise TypeError(
-            f"{fn}() takes {shown}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-        )
-    values: list[Any] = list(args) + [None] * (len(names) - len(args))
-    for index, name in enumerate(names):
-        if name in kwargs:
-            if index < len(args):
-                raise TypeError(f"{fn}() got {name!r} twice")
-            values[index] = kwargs[name]
-    if len(args) == 0 and names[0] not in kwargs:
-        raise TypeError(f"{fn}() missing its argument {names[0]!r}")
-    return values
-
-
-def _check_prompt(where: str, prompt: Any) -> str:
-    if not isinstance(prompt, str):
-        raise TypeError(f"{where} must be a str, got {type(prompt).__name__}")
-    return prompt
-
-
-def _check_size(fn: str, items: Sequence[Any]) -> None:
-    if len(items) > MAX_BATCH_SIZE:
-        raise ValueError(f"{fn} takes at most {MAX_BATCH_SIZE} items, got {len(items)}")
-
-
-def _rlm_item(index: int, item: Any) -> tuple[str, Any]:
-    where = f"rlm_batch item {index}"
-    if isinstance(item, str):
-        return item, None
-    if isinstance(item, list | tuple) and len(item) == 2:
-        return _check_prompt(f"{where} prompt", item[0]), item[1]
-    if isinstance(item, dict) and "prompt" in item and set(item) <= {"prompt", "context"}:
-        return _check_prompt(f"{where} prompt", item["prompt"]), item.get("context")
-    raise TypeError(
-        f"{where} must be a prompt (str), a (prompt, context) pair or a dict with 'prompt' "
-        f"and 'context', got {type(item).__name__}"
-    )
-
-
-def _with_context(prompt: str, context: Any) -> str:
-    """The prompt of a plain sub-call standing in for a child RLM: prompt, then context."""
-    if context is None:
-        return prompt
-    text = context if isinstance(context, str) else json.dumps(context, ensure_ascii=False)
-    return f"{prompt}\n\n{text}"

@@ -127,3 +127,27 @@ def for_history(text: str) -> str:
     if not spans:
         return text
     return text[: spans[0].start()] + "\n".join(m.group(0) for m in spans)
+
+
+def final_is_literal(code: str) -> bool:
+    """Whether ``code`` calls ``FINAL`` with a constant (``FINAL("7")``, ``FINAL(42)``),
+    a value the model wrote itself rather than one the code computed."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "FINAL"
+            and len(node.args) == 1
+        ):
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant):
+                return True
+            if isinstance(arg, ast.JoinedStr) and all(
+                isinstance(v, ast.Constant) for v in arg.values
+            ):
+                return True
+    return False

@@ -8,16 +8,15 @@ the ``spawn_child`` callable this module hands to :class:`~rlmagent.host.HostFun
 from __future__ import annotations
 
 import asyncio
-import threading
+import dataclasses
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rlmagent import parsing, prompts
 from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt
+from rlmagent.checks import AnswerChecker
 from rlmagent.context import describe_context, summary
-from rlmagent.engines.base import run_blocking
 from rlmagent.errors import BudgetExceeded, RLMError
 from rlmagent.events import (
     CodeExecuted,
@@ -30,6 +29,7 @@ from rlmagent.events import (
     TurnStarted,
 )
 from rlmagent.host import HostFunctions
+from rlmagent.repl import Repl
 from rlmagent.sandbox.base import Session
 from rlmagent.settings import RunSettings
 from rlmagent.tree import Tree
@@ -37,9 +37,6 @@ from rlmagent.turns import Turn, TurnState, decide_turn, plain_answer
 from rlmagent.types import AgentResult, Cell, Completion, Message, Step
 
 T = TypeVar("T")
-
-SESSION_CLOSE_WAIT_S = 10.0
-"""How long a cancelled run waits for a cell's thread to end after killing its sandbox."""
 
 
 class Run:
@@ -75,14 +72,17 @@ class Run:
         )
         self.steps: list[Step] = []
         self.started = time.monotonic()
-        self.session: Session | None = None
+        self.repl = Repl(settings.sandbox)
         self.stop_reason: str | None = None
         self.budget_limit: str | None = None
         self.isolation: str | None = None
+        self.isolation_fallback: str | None = None
         self.best_answer: str | None = None
         """The last FINAL value the model wrote (confirmed or not): the partial answer."""
         self.partial: AgentResult | None = None
-        self._threads: list[threading.Event] = []
+        self.checker = AnswerChecker(self.functions.query, question, self._notice)
+        self._seen: list[str] = []
+        """What the model has seen: its first message, then every cell's output."""
 
     def _spawn_child(self, prompt: str, context: Any, parent_id: str, meter: UsageMeter) -> Run:
         return Run(
@@ -98,6 +98,9 @@ class Run:
     def _ev(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "depth": self.depth, "parent_id": self.parent_id}
 
+    def _notice(self, message: str) -> None:
+        self.tree.publish(Notice(**self._ev(), message=message))
+
     async def run(self) -> AgentResult:
         settings = self.settings
         info = describe_context(self.context)
@@ -108,39 +111,32 @@ class Run:
                 context_info=info,
                 model=settings.root.model,
                 sub_model=settings.sub.model,
-                settings={
-                    "max_turns": settings.max_turns,
-                    "temperature": settings.root.temperature,
-                    "max_tokens": settings.root.max_tokens,
-                    "sub_temperature": settings.sub.temperature,
-                    "sub_max_tokens": settings.sub.max_tokens,
-                    "max_concurrency": settings.max_concurrency,
-                    "max_output_chars": settings.max_output_chars,
-                    "sandbox": settings.sandbox.isolation,
-                    "max_depth": self.tree.max_depth,
-                },
+                settings=settings.summary(max_depth=self.tree.max_depth),
             )
         )
         try:
             try:
-                await self._blocking(self._start_session)
-                assert self.session is not None
-                self.isolation = self.session.isolation
+                session = await self.repl.start(
+                    self.context,
+                    self.functions.handler,
+                    self.functions.specs(),
+                    self.settings.max_output_chars,
+                )
+                self._isolation(session)
+                first = prompts.render(
+                    "first_user",
+                    question=self.question,
+                    description=summary(info),
+                    preview="\n".join(info["preview"]) or "(empty)",
+                )
+                self._seen.append(first)
                 messages: list[Message] = [
                     {"role": "system", "content": self._system_message()},
-                    {
-                        "role": "user",
-                        "content": prompts.render(
-                            "first_user",
-                            question=self.question,
-                            description=summary(info),
-                            preview="\n".join(info["preview"]) or "(empty)",
-                        ),
-                    },
+                    {"role": "user", "content": first},
                 ]
                 content = await self._loop(messages)
             finally:
-                await self._shutdown()
+                await self.repl.shutdown(self.functions.cancel)
         except BaseException as exc:
             self.partial = partial = self._result("", stop_reason=self._failure_reason(exc))
             if isinstance(exc, RLMError):
@@ -153,6 +149,18 @@ class Run:
         result = self._result(content)
         self.tree.publish(RunEnded(**self._ev(), result=result))
         return result
+
+    def _isolation(self, session: Session) -> None:
+        self.isolation = session.isolation
+        self.isolation_fallback = session.fallback_reason
+        if self.isolation_fallback is not None:
+            self.tree.publish(
+                Notice(
+                    **self._ev(),
+                    message=f"sandbox: isolation is {session.isolation!r} "
+                    f"({self.isolation_fallback})",
+                )
+            )
 
     def _failure_reason(self, exc: BaseException) -> str:
         if isinstance(exc, BudgetExceeded):
@@ -176,49 +184,9 @@ class Run:
         return prompts.system_message(
             self.functions.described(),
             list(self.settings.tools.values()),
+            profile=self.settings.prompt_profile,
             sub_calls=self.settings.sub_calls,
         )
-
-    # -- the sandbox and cleanup --------------------------------------------------------
-
-    def _start_session(self) -> None:
-        """On a thread: start the sandbox (kept on self even if the run was cancelled)."""
-        self.session = self.settings.sandbox.start(
-            self.context,
-            self.functions.handler,
-            functions=self.functions.specs(),
-            max_output_chars=self.settings.max_output_chars,
-        )
-
-    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn`` on a thread whose end :meth:`_shutdown` can wait for, even if cancelled."""
-        done = threading.Event()
-        self._threads.append(done)
-
-        def target() -> T:
-            try:
-                return fn(*args)
-            finally:
-                done.set()
-
-        return await run_blocking(target)
-
-    async def _shutdown(self) -> None:
-        """Cancel host calls in flight (child runs close their own sandboxes), kill the
-        sandbox, wait for a cell's thread to notice, and close again (a sandbox may have
-        restarted its worker while it died)."""
-        try:
-            await self.functions.cancel()
-        finally:
-            self._close_session()
-            pending = [d for d in self._threads if not d.is_set()]
-            if pending:
-                await run_blocking(_wait_all, pending, SESSION_CLOSE_WAIT_S)
-                self._close_session()
-
-    def _close_session(self) -> None:
-        if self.session is not None:
-            self.session.close()
 
     # -- results ------------------------------------------------------------------------
 
@@ -235,6 +203,8 @@ class Run:
             stop_reason=self.stop_reason,
             elapsed_s=time.monotonic() - self.started,
             isolation=self.isolation,
+            isolation_fallback=self.isolation_fallback,
+            answer_checked=self.checker.checked,
             partial_answer=self.best_answer if stop_reason is not None else None,
             budget_limit=self.budget_limit,
             budget=ledger.summary() if ledger is not None else None,
@@ -276,10 +246,14 @@ class Run:
         return completion, latency
 
     async def _execute(self, turn: int, index: int, code: str) -> Cell:
-        assert self.session is not None
         self.tree.publish(CodeStarted(**self._ev(), turn=turn, cell=index, code=code))
         self.functions.take_calls()
-        result = await self._blocking(self.session.execute, code)
+        self.functions.take_notes()
+        result = await self.repl.execute(code)
+        notes = self.functions.take_notes()
+        if notes:  # what the operators could not do, where the model reads its output
+            text = result.output + ("" if result.output.endswith("\n") else "\n")
+            result = dataclasses.replace(result, output=text.lstrip("\n") + "\n".join(notes))
         cell = Cell(code=code, result=result, sub_calls=self.functions.take_calls())
         self.tree.publish(
             CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result)
@@ -313,6 +287,7 @@ class Run:
             if cell.result.final is not None:
                 break
         own = len(cells)
+        literal = bool(cells) and parsing.final_is_literal(cells[-1].code)
         marker_value = await self._resolve(marker, turn, cells)
         return Turn(
             reply,
@@ -321,6 +296,7 @@ class Run:
             marker=marker,
             marker_value=marker_value,
             code_cells=own,
+            literal_final=literal,
         )
 
     async def _loop(self, messages: list[Message]) -> str:
@@ -336,7 +312,14 @@ class Run:
             except BudgetExceeded as exc:
                 return await self._budget_turn(messages, turn, exc.limit_name, started=True)
             played = await self._play(turn, completion)
-            outcome = decide_turn(played, state, question=self.question)
+            seen = "\n".join(self._seen) if self.settings.check_answers else None
+            outcome = decide_turn(played, state, question=self.question, seen=seen)
+            if outcome.final is not None and self.settings.check_answers:
+                try:
+                    outcome = await self.checker.review(outcome, "\n\n".join(self._seen[1:]))
+                finally:
+                    self.functions.take_calls()  # the check's sub-call is no cell's
+            self._seen.extend(_shown(c) for c in played.cells)
             state = outcome.state
             if outcome.candidate is not None:
                 self.best_answer = outcome.candidate
@@ -427,7 +410,7 @@ class Run:
         cells: list[Cell] = []
         answer = await self._resolve(marker, turn, cells)
         if answer is None:
-            answer = plain_answer(completion.content)
+            answer = plain_answer(prompts.without_echo(completion.content, messages[-1]["content"]))
         self._step(turn, completion, latency, tuple(cells), "")
         return answer
 
@@ -450,7 +433,6 @@ async def run_with_deadline(run: Run, ledger: BudgetLedger) -> AgentResult:
         raise error from None
 
 
-def _wait_all(events: list[threading.Event], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for event in events:
-        event.wait(max(0.0, deadline - time.monotonic()))
+def _shown(cell: Cell) -> str:
+    """What the model saw of a cell: its output and error."""
+    return "\n".join(t for t in (cell.result.output, cell.result.error or "") if t)

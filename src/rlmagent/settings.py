@@ -59,10 +59,10 @@ class ModelSettings:
     max_tokens: int
 
     def __post_init__(self) -> None:
-        if not callable(getattr(self.engine, "agenerate", None)):
-            raise UsageError(
-                f"engine must be an Engine (with generate/agenerate), got {self.engine!r}"
-            )
+        from rlmagent.engines.base import Engine
+
+        if not isinstance(self.engine, Engine):
+            raise UsageError(f"engine must be an Engine, got {self.engine!r}")
         if not isinstance(self.model, str) or not self.model:
             raise UsageError("model must be a non-empty string")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
@@ -103,6 +103,22 @@ class RunSettings:
     def children(self) -> RunSettings:
         """The settings child runs use."""
         return self.child if self.child is not None else self
+
+    def summary(self, *, max_depth: int) -> dict[str, object]:
+        """The settings a trajectory records (``max_depth``: the tree's)."""
+        return {
+            "max_turns": self.max_turns,
+            "temperature": self.root.temperature,
+            "max_tokens": self.root.max_tokens,
+            "sub_temperature": self.sub.temperature,
+            "sub_max_tokens": self.sub.max_tokens,
+            "max_concurrency": self.max_concurrency,
+            "max_output_chars": self.max_output_chars,
+            "sandbox": self.sandbox.isolation,
+            "max_depth": max_depth,
+            "prompt_profile": self.prompt_profile,
+            "check_answers": self.check_answers,
+        }
 
     def chain(self) -> list[RunSettings]:
         """These settings and those of each depth below, one per depth used."""

@@ -17,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
 
 from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt, price_of
 from rlmagent.cache import CompletionCache, cache_key, engine_identity
-from rlmagent.engines.base import run_blocking
+from rlmagent.engines.base import Engine, run_blocking
 from rlmagent.engines.pricing import Price
 from rlmagent.events import Event, EventBus
 from rlmagent.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DEPTH
@@ -60,7 +59,7 @@ class Tree:
             self._child_slots[depth] = asyncio.Semaphore(self.max_concurrency)
         return self._child_slots[depth]
 
-    def price(self, engine: Any, model: str) -> Price | None:
+    def price(self, engine: Engine, model: str) -> Price | None:
         key = (id(engine), model)
         if key not in self._prices:
             self._prices[key] = price_of(engine, model)
@@ -68,7 +67,7 @@ class Tree:
 
     async def complete(
         self,
-        engine: Any,
+        engine: Engine,
         messages: list[Message],
         *,
         model: str,

@@ -10,16 +10,22 @@ The rules, learned on small roots (``../shared/FACTS.md``):
 - A FINAL in a cell ends the run, unless earlier cells of the same reply printed
   something the model could not have read yet: then it is shown that output and asked
   to confirm (the same value again confirms).
-- A FINAL written in prose counts once code has run; before that it must be repeated.
-- A reply with neither code nor FINAL gets one reminder; a second such reply is the
-  answer.
+- Nothing is the answer before code has run: a FINAL in prose, or a plain reply, is
+  then sent back with a request to look at ``context`` first.
+- A FINAL written in prose counts once code has run.
+- A reply with neither code nor FINAL gets one reminder; a second such reply, once code
+  has run, is the answer.
+- With answer checks on (``seen`` given), a FINAL whose value the model wrote as a
+  literal and that appears in nothing it has seen is questioned once
+  (:func:`rlmagent.evidence.grounded`); a computed value is not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rlmagent import prompts
+from rlmagent.evidence import grounded
 from rlmagent.parsing import FinalMarker
 from rlmagent.types import Cell
 
@@ -32,6 +38,8 @@ class TurnState:
     reminded: bool = False
     last_final: str | None = None
     """The FINAL value of the previous reply that was not accepted (a repeat confirms)."""
+    questioned: bool = False
+    """Whether an ungrounded answer was already questioned in this run (once only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,8 @@ class Turn:
     marker_value: str | None = None
     code_cells: int = 0
     """How many of ``cells`` are the reply's own code blocks (the rest: a FINAL_VAR lookup)."""
+    literal_final: bool = False
+    """Whether the FINAL of the last code cell was written as a constant (``FINAL("7")``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +76,33 @@ class Outcome:
     """The last FINAL value the reply wrote, accepted or not (the partial answer)."""
 
 
-def decide_turn(turn: Turn, state: TurnState, *, question: str) -> Outcome:
-    """The outcome of ``turn`` given ``state`` (see the module docstring for the rules)."""
+def decide_turn(turn: Turn, state: TurnState, *, question: str, seen: str | None = None) -> Outcome:
+    """The outcome of ``turn`` given ``state`` (see the module docstring for the rules).
+
+    ``seen`` is everything the model has seen so far (question, preview, outputs), for
+    the grounding rule; None turns answer checks off.
+    """
+    outcome = _decide(turn, state, question)
+    if outcome.final is None or seen is None or outcome.state.questioned:
+        return outcome
+    if _literal(turn, outcome) and not grounded(outcome.final, seen):
+        return Outcome(
+            replace(outcome.state, questioned=True, last_final=None),
+            observation=prompts.render("ungrounded", value=outcome.final, question=question),
+            candidate=outcome.candidate,
+        )
+    return outcome
+
+
+def _literal(turn: Turn, outcome: Outcome) -> bool:
+    """Whether the accepted value was written by the model rather than computed."""
+    own = turn.cells[: turn.code_cells]
+    if outcome.stop_reason == "final" and own and own[-1].result.final == outcome.final:
+        return turn.literal_final
+    return turn.marker is not None and turn.marker.kind == "value"
+
+
+def _decide(turn: Turn, state: TurnState, question: str) -> Outcome:
     candidate = _candidate(turn)
     if turn.cut:
         return Outcome(state, observation=prompts.render("cut", question=question))
@@ -75,8 +110,8 @@ def decide_turn(turn: Turn, state: TurnState, *, question: str) -> Outcome:
         return _code_turn(turn, state, question, candidate)
     if turn.marker is not None:
         value = turn.marker_value
-        next_state = TurnState(state.code_has_run, state.reminded, value)
-        if value is not None and (state.code_has_run or value == state.last_final):
+        next_state = replace(state, last_final=value)
+        if value is not None and state.code_has_run:
             return Outcome(next_state, value, "final", candidate=candidate)
         if value is not None:
             text = prompts.render("confirm", value=value)
@@ -85,9 +120,11 @@ def decide_turn(turn: Turn, state: TurnState, *, question: str) -> Outcome:
         return Outcome(next_state, observation=text, candidate=candidate)
     if not state.reminded:
         return Outcome(
-            TurnState(state.code_has_run, True, None),
+            replace(state, reminded=True, last_final=None),
             observation=prompts.render("reminder", question=question),
         )
+    if not state.code_has_run:
+        return Outcome(state, observation=prompts.render("no_code", question=question))
     return Outcome(state, plain_answer(turn.reply), "answer_without_final")
 
 
@@ -105,7 +142,9 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
     marker_value = turn.marker_value
     if final is None and marker_value is not None and marker_value == state.last_final:
         final, reason = marker_value, "final_repeated"  # the same FINAL twice in a row
-    next_state = TurnState(True, False, unseen if unseen is not None else marker_value)
+    next_state = TurnState(
+        True, False, unseen if unseen is not None else marker_value, state.questioned
+    )
     if final is not None:
         return Outcome(next_state, final, reason, candidate=candidate)
     observation = prompts.observation(turn.cells, question)

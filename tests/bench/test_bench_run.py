@@ -319,13 +319,11 @@ def test_engine_overflow_check_lets_the_engine_decide(tmp_path: Path) -> None:
 def test_cli_run_takes_the_window_from_the_engine(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A provider registered at run time; its engine reports n_ctx like the local one."""
+    """A provider registered at run time; its engine reports its window like the local one."""
     from rlmagent.engines import register_engine, unregister_engine
 
     def factory(model: str) -> FunctionEngine:
-        engine = FunctionEngine(solve)
-        engine.n_ctx = 4096  # type: ignore[attr-defined]
-        return engine
+        return FunctionEngine(solve, context_window=4096)
 
     register_engine("benchfake", factory)
     out = tmp_path / "results.jsonl"
@@ -355,7 +353,7 @@ def test_cli_run_takes_the_window_from_the_engine(
     finally:
         unregister_engine("benchfake")
     assert code == 0
-    assert "window: 4,096 tokens (the engine's n_ctx" in capsys.readouterr().err
+    assert "window: 4,096 tokens (the engine's context window" in capsys.readouterr().err
     status = {(r["method"], r["tokens"]): r["status"] for r in read_results(out)}
     assert status == {
         ("direct", SMALL): "ok",

@@ -114,12 +114,31 @@ def test_prose_final_var_is_looked_up_in_the_repl():
     assert result.content == "from repl"
 
 
-def test_prose_final_before_any_code_needs_confirmation():
-    engine = ScriptedEngine(["FINAL(guess)", "FINAL(guess)"])
+def test_prose_final_before_any_code_is_never_the_answer():
+    # repeating a FINAL does not make it an answer: code must look at the context first
+    code = "```repl\nprint(context)\n```"
+    engine = ScriptedEngine(["FINAL(guess)", "FINAL(guess)", code, "FINAL(c)"])
     result = RLMAgent(engine, "m").run("q", context="c")
-    assert result.content == "guess"
-    assert result.turns == 2
+    assert result.content == "c"
+    assert result.turns == 4
     assert "before running any code" in engine.calls[1][-1]["content"]
+    assert "before running any code" in engine.calls[2][-1]["content"]
+
+
+def test_plain_replies_before_any_code_are_never_the_answer():
+    engine = ScriptedEngine(
+        ["The context says 7.", "It is 7.", "```repl\nprint(context)\n```", "FINAL(7)"]
+    )
+    result = RLMAgent(engine, "m").run("q", context="7")
+    assert result.content == "7" and result.stop_reason == "final"
+    assert "no ```repl block" in engine.calls[1][-1]["content"]
+    assert "No code has run yet" in engine.calls[2][-1]["content"]
+
+
+def test_without_code_the_turn_limit_forces_a_final_turn():
+    engine = ScriptedEngine(["It is 7.", "It is 7.", "FINAL(7)"])
+    result = RLMAgent(engine, "m", max_turns=2).run("q", context="7")
+    assert result.stop_reason == "max_turns" and result.content == "7"
 
 
 def test_reply_with_code_and_prose_final_runs_the_code_first():
@@ -134,10 +153,12 @@ def test_reply_with_code_and_prose_final_runs_the_code_first():
 
 
 def test_no_code_reply_gets_one_reminder_then_is_the_answer():
-    engine = ScriptedEngine(["I think it is Paris.", "```\nParis\n```"])
+    engine = ScriptedEngine(
+        ["```repl\nprint(len(context))\n```", "I think it is Paris.", "```\nParis\n```"]
+    )
     result = RLMAgent(engine, "m").run("q", context="c")
     assert result.content == "Paris"
-    assert "no ```repl block" in engine.calls[1][-1]["content"]
+    assert "no ```repl block" in engine.calls[2][-1]["content"]
     assert result.stop_reason == "answer_without_final"
 
 
@@ -201,7 +222,7 @@ def test_usage_counts_root_and_every_sub_call_per_model():
 
 
 def test_unknown_price_makes_cost_none():
-    result = agent(["FINAL(a)", "FINAL(a)"]).run("q", context="c")
+    result = agent(["```repl\nFINAL('a')\n```"]).run("q", context="c")
     assert result.usage.cost_usd is None
 
 
@@ -294,7 +315,7 @@ def test_tools_appear_in_the_repl_and_the_prompt():
     result = RLMAgent(engine, "m", tools=[function_tool(lookup)]).run("q", context="c")
     assert result.trajectory[0].cells[0].result.output == "3\n"
     assert "`lookup(key)`: Look a key up" in engine.calls[0][0]["content"]
-    bare = ScriptedEngine(["FINAL(a)", "FINAL(a)"])
+    bare = ScriptedEngine(["```repl\nFINAL('a')\n```"])
     RLMAgent(bare, "m").run("q", context="c")
     assert "Tools" not in bare.calls[0][0]["content"]
 
@@ -420,3 +441,9 @@ def test_unseen_final_repeated_is_accepted():
     engine = ScriptedEngine([reply, reply])
     result = RLMAgent(engine, "m").run("q", context="c")
     assert result.content == "same" and result.turns == 2
+
+
+def test_the_forced_final_turn_never_returns_our_prompt_text():
+    engine = ScriptedEngine(["```repl\nprint(1)\n```", "No turns are left. Paris"])
+    result = RLMAgent(engine, "m", max_turns=1).run("q", context="c")
+    assert result.stop_reason == "max_turns" and result.content == "Paris"

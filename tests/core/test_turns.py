@@ -34,12 +34,12 @@ def test_a_final_after_unread_output_asks_to_confirm_then_a_repeat_ends() -> Non
     assert (again.final, again.stop_reason) == ("9", "final")
 
 
-def test_a_prose_final_before_any_code_must_be_repeated() -> None:
+def test_a_prose_final_before_any_code_is_never_accepted() -> None:
     turn = Turn("FINAL(5)", marker=FinalMarker("value", "5"), marker_value="5")
     first = decide_turn(turn, TurnState(), question=Q)
     assert first.final is None and "before running any code" in first.observation
     second = decide_turn(turn, first.state, question=Q)
-    assert (second.final, second.stop_reason) == ("5", "final")
+    assert second.final is None and "before running any code" in second.observation
 
 
 def test_a_prose_final_after_code_ends_the_run() -> None:
@@ -74,6 +74,41 @@ def test_a_cut_reply_runs_nothing_and_keeps_the_state() -> None:
     assert "cut off" in outcome.observation and Q in outcome.observation
 
 
+def test_plain_replies_before_code_are_sent_back_every_time() -> None:
+    first = decide_turn(Turn("It is 12."), TurnState(), question=Q)
+    assert first.final is None and first.state.reminded
+    second = decide_turn(Turn("It is 12."), first.state, question=Q)
+    third = decide_turn(Turn("It is 12."), second.state, question=Q)
+    for outcome in (second, third):
+        assert outcome.final is None and "No code has run yet" in outcome.observation
+
+
+def test_an_invented_literal_is_questioned_once_then_stands() -> None:
+    seen = "Question: What is the code?\n[output]\n2 hits: code of Blue Heron is 7241"
+    invented = code_turn(cell(final="9999"))
+    invented = Turn("r", has_code=True, cells=invented.cells, code_cells=1, literal_final=True)
+    first = decide_turn(invented, TurnState(), question=Q, seen=seen)
+    assert first.final is None and first.state.questioned
+    assert "does not appear in any output" in first.observation and Q in first.observation
+    again = decide_turn(invented, first.state, question=Q, seen=seen)
+    assert again.final == "9999"
+
+
+def test_grounded_literals_and_computed_values_pass_the_grounding_rule() -> None:
+    seen = "[output]\n2 hits: code of Blue Heron is 7241"
+    literal = Turn(
+        "r", has_code=True, cells=(cell(final="7241"),), code_cells=1, literal_final=True
+    )
+    assert decide_turn(literal, TurnState(), question=Q, seen=seen).final == "7241"
+    computed = Turn("r", has_code=True, cells=(cell(final="9999"),), code_cells=1)
+    assert decide_turn(computed, TurnState(), question=Q, seen=seen).final == "9999"
+    prose = Turn("FINAL(8)", marker=FinalMarker("value", "8"), marker_value="8")
+    outcome = decide_turn(prose, TurnState(code_has_run=True), question=Q, seen=seen)
+    assert outcome.final is None and "does not appear" in outcome.observation
+    # answer checks off: no grounding rule
+    assert decide_turn(prose, TurnState(code_has_run=True), question=Q).final == "8"
+
+
 def test_a_reply_without_code_or_final_is_reminded_once_then_taken() -> None:
     first = decide_turn(Turn("I think it is 12."), TurnState(code_has_run=True), question=Q)
     assert first.final is None and first.state.reminded and Q in first.observation
@@ -85,3 +120,16 @@ def test_plain_answer_strips_a_lone_fence() -> None:
     assert plain_answer("```text\nParis\n```") == "Paris"
     assert plain_answer("  Paris  ") == "Paris"
     assert plain_answer("```a``` and ```b```") == "```a``` and ```b```"
+
+
+def test_our_own_prompt_text_is_never_the_answer() -> None:
+    from rlmagent import prompts
+
+    asked = prompts.render("final_turn", question=Q)
+    echoed = (
+        "No turns are left. Give your final answer to the question now, as "
+        "FINAL(answer), without code. Lisbon"
+    )
+    assert prompts.without_echo(echoed, asked) == "Lisbon"
+    assert prompts.without_echo("Lisbon", asked) == "Lisbon"
+    assert prompts.without_echo("  two\n lines ", asked) == "  two\n lines "

@@ -104,6 +104,7 @@ class MethodConfig:
     sandbox: Callable[[], Any] | None = None
     overflow_check: str = "estimate"
     budget: Budget | None = None
+    check_answers: bool | None = None
 
     def __post_init__(self) -> None:
         if self.overflow_check not in OVERFLOW_CHECKS:
@@ -152,16 +153,17 @@ class _Caller:
         return completion
 
 
-def default_window(engine: Any) -> tuple[int, str]:
+def default_window(engine: Engine, model: str) -> tuple[int, str]:
     """The window to assume for ``engine`` and where it comes from.
 
-    An engine's own ``n_ctx`` (the local engine) wins; then :data:`KNOWN_WINDOWS` by
-    provider; else :data:`DEFAULT_WINDOW`, which self-hosted servers should override.
+    The engine's own ``context_window(model)`` wins (the local engine's n_ctx, the API
+    engines' table); then :data:`KNOWN_WINDOWS` by provider; else
+    :data:`DEFAULT_WINDOW`, which self-hosted servers should override.
     """
-    n_ctx = getattr(engine, "n_ctx", None)
-    if isinstance(n_ctx, int) and n_ctx > 0:
-        return n_ctx, "the engine's n_ctx"
-    provider = str(getattr(engine, "provider", ""))
+    window = engine.context_window(model)
+    if window is not None:
+        return window, "the engine's context window"
+    provider = engine.provider
     if provider in KNOWN_WINDOWS:
         return KNOWN_WINDOWS[provider], f"the {provider} default"
     return DEFAULT_WINDOW, "a guess for an unknown window"
@@ -288,6 +290,7 @@ async def rlm(
         sandbox=config.sandbox() if config.sandbox is not None else None,
         sub_calls=sub_calls,
         budget=config.budget,
+        check_answers=config.check_answers,
     )
     try:
         result = await agent.arun(item.question, context=item.context)
@@ -299,6 +302,7 @@ async def rlm(
     detail = {
         "turns": result.turns,
         "stop_reason": result.stop_reason,
+        "answer_checked": result.answer_checked,
         "sub_calls": sum(len(c.sub_calls) for s in result.trajectory for c in s.cells),
     }
     return MethodOutput(result.content, usage=_model_usage(result.usage), detail=detail)

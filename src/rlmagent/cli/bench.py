@@ -124,6 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--temperature", type=float, default=0.0)
     run.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="RLM answer checks (default: on with the small prompt profile)",
+    )
+    run.add_argument(
         "--sandbox",
         choices=("subprocess", "inprocess"),
         default="subprocess",
@@ -291,15 +297,15 @@ def handle_run(args: argparse.Namespace) -> int:
     models = _models(args, methods)
     window = args.window
     if window is None:
-        window, source = default_window(models.engine)
+        window, source = default_window(models.engine, models.model)
         print(f"window: {window:,} tokens ({source}; set --window to change)", file=sys.stderr)
     sandbox = None
     if args.sandbox == "inprocess":
         from rlmagent.sandbox import InProcessSandbox
 
         sandbox = InProcessSandbox
-    local = getattr(models.engine, "provider", None) == "local"
-    sub_local = getattr(models.sub_engine, "provider", None) == "local"
+    local = models.engine.provider == "local"
+    sub_local = (models.sub_engine or models.engine).provider == "local"
     config = MethodConfig(
         window=window,
         rlm_max_tokens=LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_MAX_TOKENS,
@@ -310,6 +316,7 @@ def handle_run(args: argparse.Namespace) -> int:
         sandbox=sandbox,
         overflow_check=args.overflow_check,
         budget=_budget(args),
+        check_answers=args.check,
     )
     results = run_bench(
         items,

@@ -22,6 +22,7 @@ from rlmagent.settings import (
     LOCAL_ROOT_MAX_TOKENS,
     LOCAL_ROOT_TEMPERATURE,
     LOCAL_SUB_TEMPERATURE,
+    PROMPT_PROFILES,
 )
 from rlmagent.types import AgentResult, to_dict
 
@@ -88,6 +89,20 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "lets rlm_query/rlm_batch start child RLMs",
     )
     parser.add_argument(
+        "--prompt-profile",
+        choices=PROMPT_PROFILES,
+        default=None,
+        help="system prompt: small (worked examples, for small local roots) or capable "
+        "(the RLM strategies, for frontier models); default by engine",
+    )
+    parser.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="check answers: question a FINAL that no output shows and have a sub-call "
+        "check that the outputs support it (default: on with the small profile)",
+    )
+    parser.add_argument(
         "--cache",
         nargs="?",
         const="",
@@ -151,6 +166,8 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
             max_seconds=args.max_seconds,
         ),
         cache=None if args.cache is None else (args.cache or default_cache_path()),
+        prompt_profile=args.prompt_profile,
+        check_answers=args.check,
     )
 
 

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from string import Template
 
-from rlmagent.sandbox.base import FunctionSpec
+from rlmagent.sandbox.base import CHUNKS_DOC, FunctionSpec
 from rlmagent.tools import Tool, signature
 from rlmagent.types import Cell
 
@@ -22,6 +23,17 @@ def _template(name: str) -> Template:
 def render(name: str, **values: object) -> str:
     """The template ``name`` with ``$placeholders`` filled; a missing value is an error."""
     return _template(name).substitute({k: str(v) for k, v in values.items()}).strip()
+
+
+def without_echo(reply: str, prompt: str) -> str:
+    """``reply`` without the sentences of ``prompt`` it repeats (small models echo the
+    instructions they were shown; our own words are never an answer)."""
+    text = reply
+    for line in prompt.splitlines():
+        for sentence in re.split(r"(?<=[.:!?])\s+", line.strip()):
+            if len(sentence) >= 12 and sentence in text:
+                text = text.replace(sentence, " ")
+    return " ".join(text.split()) if text != reply else reply
 
 
 def observation(cells: Sequence[Cell], question: str) -> str:
@@ -42,19 +54,34 @@ def observation(cells: Sequence[Cell], question: str) -> str:
 
 
 def system_message(
-    functions: Sequence[FunctionSpec], tools: Sequence[Tool], *, sub_calls: bool
+    functions: Sequence[FunctionSpec],
+    tools: Sequence[Tool],
+    *,
+    profile: str,
+    sub_calls: bool,
 ) -> str:
-    """The root's system prompt listing ``functions`` (REPL built-ins) and ``tools``."""
+    """The root's system prompt in ``profile`` (``small`` or ``capable``), listing
+    ``functions`` (the REPL's host functions), ``chunks`` and ``tools``. It never
+    changes with the budget (which each observation reports), so cached root calls
+    stay valid across budgets."""
     lines = [f"- {spec.doc}" for spec in functions]
+    lines.append(f"- {CHUNKS_DOC}")
     lines.append("- `SHOW_VARS()`: the variables you have defined so far.")
     tool_text = ""
     if tools:
         tool_text = "\nTools (call them like functions in the REPL):\n" + "\n".join(
             signature(t) for t in tools
         )
+    examples = ""
+    if profile == "small" and sub_calls:
+        examples = "\n" + render("examples_small") + "\n"
+    semantic = ""
+    if profile == "capable" and sub_calls:
+        semantic = render("semantic_capable") + "\n"
     return render(
-        "system",
+        f"system_{profile}",
         functions="\n".join(lines),
-        sub_example="\n" + render("sub_example") + "\n" if sub_calls else "",
+        examples=examples,
+        semantic=semantic,
         tools=tool_text,
     )

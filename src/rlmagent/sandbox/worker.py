@@ -276,9 +276,9 @@ def slice_notes(
     slices: list[tuple[str, int | None, int | None]], namespace: dict[str, Any]
 ) -> list[str]:
     """A note for each slice of a list or tuple in ``namespace`` that left items out."""
-    notes = []
+    notes: list[str] = []
     for name, start, stop in slices:
-        value = namespace.get(name)
+        value: Any = namespace.get(name)
         kind = type(value)
         if issubclass(kind, list):
             size = list.__len__(value)

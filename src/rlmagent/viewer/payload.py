@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlmagent.trace import TraceCall, TraceRun, Trajectory
-from rlmagent.types import Usage, to_dict
+from rlmagent.types import Usage, add_costs, to_dict
 
 PAYLOAD_VERSION = 1
 
@@ -31,7 +31,7 @@ class _Acc:
         self.calls += calls
         self.prompt_tokens += prompt
         self.completion_tokens += completion
-        self.cost = None if self.cost is None or cost is None else self.cost + cost
+        self.cost = add_costs(self.cost, cost)
 
     def merge(self, other: _Acc) -> None:
         self.add(other.prompt_tokens, other.completion_tokens, other.cost, other.calls)
