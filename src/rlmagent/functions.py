@@ -50,8 +50,9 @@ LLM_MAP_DOC = (
     'in order (e.g. "the city named here, or none").'
 )
 LLM_CLASSIFY_DOC = (
-    "`llm_classify(items: list, labels: list[str]) -> list`: one of `labels` per item, in "
-    "order (None where no label could be read)."
+    "`llm_classify(items: list, labels: list[str] | dict[str, str]) -> list`: one of "
+    "`labels` per item, in order (None where no label could be read); a dict gives each "
+    "label's meaning."
 )
 OPERATORS = {
     "llm_filter": (operators.llm_filter, ("items", "condition"), LLM_FILTER_DOC),

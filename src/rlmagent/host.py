@@ -297,7 +297,7 @@ class HostFunctions:
         room = prompt_room(self._window(), self.settings.sub.max_tokens)
         result = await function(self.batch, items, second, max_prompt_chars=room)
         if result.note:
-            self._notes.append(f"[{name}] {result.note}")
+            self._notes.append(f"[{result.note}]")
             self.tree.publish(Notice(**self._ev(), message=f"{name}: {result.note}"))
         return list(result.values)
 

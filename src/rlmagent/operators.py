@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,10 +170,23 @@ def _check_text(op: str, what: str, value: Any) -> str:
     return value.strip()
 
 
+def _check_hints(op: str, labels: Any) -> tuple[Any, dict[str, str]]:
+    """``labels`` as given (a dict label -> meaning becomes its labels) and the meanings."""
+    if not isinstance(labels, Mapping):
+        return labels, {}
+    hints: dict[str, str] = {}
+    for label, hint in labels.items():
+        if not isinstance(hint, str) or "\n" in hint:
+            raise TypeError(f"{op}: the meaning of label {label!r} must be one line of text")
+        hints[str(label).strip()] = hint.strip()
+    return list(labels), hints
+
+
 def _check_labels(op: str, labels: Any) -> list[str]:
     if isinstance(labels, str) or not isinstance(labels, list | tuple):
         raise TypeError(
-            f"{op}(items, labels): labels must be a list of str, got {type(labels).__name__}"
+            f"{op}(items, labels): labels must be a list of str (or a dict label -> "
+            f"meaning), got {type(labels).__name__}"
         )
     if not labels:
         raise ValueError(f"{op}(items, labels): labels is empty; give at least one label")
@@ -296,10 +309,11 @@ def parse_numbered(answer: str, count: int) -> dict[int, str]:
 # small model into answering yes (or always choosing the condition's option).
 
 
-def _label_lines(labels: Sequence[str], numbered: bool) -> str:
+def _label_lines(labels: Sequence[str], numbered: bool, hints: Mapping[str, str]) -> str:
+    shown = [f"{label}: {hints[label]}" if hints.get(label) else label for label in labels]
     if numbered:
-        return "\n".join(f"{i}. {label}" for i, label in enumerate(labels, 1))
-    return "\n".join(f"- {label}" for label in labels)
+        return "\n".join(f"{i}. {text}" for i, text in enumerate(shown, 1))
+    return "\n".join(f"- {text}" for text in shown)
 
 
 _UNPARSED = object()
@@ -331,16 +345,16 @@ class _Spec:
         return len(frame[0]) + len(frame[1])
 
 
-def _classify_spec(op: str, labels: list[str]) -> _Spec:
+def _classify_spec(op: str, labels: list[str], hints: Mapping[str, str]) -> _Spec:
     single = (
         "Classify the text below into exactly one of these categories:\n"
-        f"{_label_lines(labels, numbered=True)}\n"
+        f"{_label_lines(labels, True, hints)}\n"
         "Answer with the category name only.\n\nText:\n",
         "",
     )
     packed = (
         "Classify each numbered text into exactly one of these categories:\n"
-        f"{_label_lines(labels, numbered=False)}\n\nTexts:\n",
+        f"{_label_lines(labels, False, hints)}\n\nTexts:\n",
         '\n\nAnswer with one line per text, in the form "<number>: <category>", where the '
         f"category is one of: {', '.join(labels)}. Nothing else.",
     )
@@ -563,9 +577,11 @@ async def llm_classify(
     """One of ``labels`` per item (None where the answer failed or could not be read)."""
     op = "llm_classify"
     items = _check_items(op, items)
+    labels, hints = _check_hints(op, labels)
     labels = _check_labels(op, labels)
     pack, max_prompt_chars = _common(op, pack, max_prompt_chars)
-    run = await _run(ask, _classify_spec(op, labels), items, pack, max_prompt_chars)
+    spec = _classify_spec(op, labels, hints)
+    run = await _run(ask, spec, items, pack, max_prompt_chars)
     values = [None if isinstance(o, _Failure) or o is _UNPARSED else o for o in run.outcomes]
     failed, unparsed = _count(run)
     return ClassifyResult(

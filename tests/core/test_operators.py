@@ -552,3 +552,18 @@ def test_default_pack_is_one_item_per_call():
     ask = FakeAsk()
     run(llm_classify(ask, TICKETS, LABELS))
     assert DEFAULT_PACK == 1 and len(ask.prompts) == len(TICKETS)
+
+
+def test_classify_labels_may_carry_their_meanings() -> None:
+    seen: list[str] = []
+
+    async def ask(prompts: list[str]) -> list[str]:
+        seen.extend(prompts)
+        return ["place" for _ in prompts]
+
+    meanings = {"place": "asks for a location", "person": "asks for someone"}
+    result = run(llm_classify(ask, ["Where is Rome?"], meanings))
+    assert result.values == ["place"] and result.labels == ["place", "person"]
+    assert "place: asks for a location" in seen[0] and "person: asks for someone" in seen[0]
+    with pytest.raises(TypeError, match="meaning of label 'place'"):
+        run(llm_classify(ask, ["x"], {"place": 3}))

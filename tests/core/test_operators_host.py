@@ -71,7 +71,7 @@ def test_unreadable_answers_are_counted_in_the_output_and_as_a_notice() -> None:
     code = "print(llm_classify(context.splitlines(), ['billing', 'delivery']))"
     _, cell = run_cell(code, FunctionEngine(lambda m, model: "no idea"), bus=bus)
     assert "None" in cell.result.output
-    assert "[llm_classify]" in cell.result.output and "5" in cell.result.output
+    assert "[llm_classify: 5 of 5 answers could not be parsed" in cell.result.output
     assert any(n.startswith("llm_classify:") for n in notices)
 
 
