@@ -212,6 +212,7 @@ class HostFunctions:
                 temperature=sub.temperature,
                 max_tokens=sub.max_tokens,
                 meter=self.meter,
+                memo=True,
             )
         except BaseException as exc:
             record(answer=None, error=_describe(exc))

@@ -287,7 +287,12 @@ class Run:
             if cell.result.final is not None:
                 break
         own = len(cells)
-        literal = bool(cells) and parsing.final_is_literal(cells[-1].code)
+        literal = (
+            self.settings.check_answers
+            and bool(cells)
+            and cells[-1].result.final is not None
+            and parsing.final_is_literal(cells[-1].code)
+        )
         marker_value = await self._resolve(marker, turn, cells)
         return Turn(
             reply,

@@ -15,6 +15,7 @@ holders never wait for depth d, so no cycle, and no deadlock, can form.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ class Tree:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     _child_slots: dict[int, asyncio.Semaphore] = field(default_factory=dict)
     _prices: dict[tuple[int, str], Price | None] = field(default_factory=dict)
+    _memo: dict[str, Completion] = field(default_factory=dict)
+    """Temperature-0 sub-call answers of this tree, by cache key (asked again: free)."""
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self.ids)}"
@@ -75,14 +78,25 @@ class Tree:
         max_tokens: int,
         meter: UsageMeter,
         final: bool = False,
+        memo: bool = False,
     ) -> Completion:
         """One engine call: cache, budget (reserve then settle), a slot, usage.
 
         ``final`` is the root's final-answer request: it may use the budget's held-back
-        room, with ``max_tokens`` cut to what is left. Raises ``BudgetExceeded``.
+        room, with ``max_tokens`` cut to what is left. ``memo``: a temperature-0 call
+        asked before in this tree is answered from memory (a cached call: no engine
+        call, no budget), so a cell run again does not pay for its sub-calls twice.
+        Raises ``BudgetExceeded``.
         """
         key = None
         cache = self.cache
+        memo_key = None
+        if memo and temperature == 0:
+            memo_key = cache_key(engine_identity(engine), model, messages, temperature, max_tokens)
+            remembered = self._memo.get(memo_key)
+            if remembered is not None:
+                meter.record(remembered, model)
+                return remembered
         if cache is not None and cache.accepts(temperature):
             key = cache_key(engine_identity(engine), model, messages, temperature, max_tokens)
             hit = await run_blocking(cache.get, key)
@@ -107,6 +121,8 @@ class Tree:
         if ledger is not None and reservation is not None:
             ledger.settle(reservation, completion, price)
         meter.record(completion, model)
+        if memo_key is not None:
+            self._memo[memo_key] = dataclasses.replace(completion, cached=True)
         if key is not None and cache is not None and not completion.cached:
             await run_blocking(cache.put, key, engine_identity(engine), completion)
         return completion

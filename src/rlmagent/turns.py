@@ -15,6 +15,8 @@ The rules, learned on small roots (``../shared/FACTS.md``):
 - A FINAL written in prose counts once code has run.
 - A reply with neither code nor FINAL gets one reminder; a second such reply, once code
   has run, is the answer.
+- A reply whose cells repeat earlier cells exactly, with the same output, is told so
+  and asked to answer (small roots rerun a finished cell turn after turn).
 - With answer checks on (``seen`` given), a FINAL whose value the model wrote as a
   literal and that appears in nothing it has seen is questioned once
   (:func:`rlmagent.evidence.grounded`); a computed value is not.
@@ -40,6 +42,8 @@ class TurnState:
     """The FINAL value of the previous reply that was not accepted (a repeat confirms)."""
     questioned: bool = False
     """Whether an ungrounded answer was already questioned in this run (once only)."""
+    ran: frozenset[str] = frozenset()
+    """The cells run so far, as code and output (a repeat is pointed out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +146,21 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
     marker_value = turn.marker_value
     if final is None and marker_value is not None and marker_value == state.last_final:
         final, reason = marker_value, "final_repeated"  # the same FINAL twice in a row
+    ran = [f"{c.code.strip()}\0{c.result.output}\0{c.result.error}" for c in own]
     next_state = TurnState(
-        True, False, unseen if unseen is not None else marker_value, state.questioned
+        True,
+        False,
+        unseen if unseen is not None else marker_value,
+        state.questioned,
+        state.ran | frozenset(ran),
     )
     if final is not None:
         return Outcome(next_state, final, reason, candidate=candidate)
     observation = prompts.observation(turn.cells, question)
     if unseen is not None:
         observation += "\n\n" + prompts.render("unseen", value=unseen)
+    elif ran and all(r in state.ran for r in ran):
+        observation += "\n\n" + prompts.render("repeated")
     return Outcome(next_state, observation=observation, candidate=candidate)
 
 

@@ -133,3 +133,12 @@ def test_our_own_prompt_text_is_never_the_answer() -> None:
     assert prompts.without_echo(echoed, asked) == "Lisbon"
     assert prompts.without_echo("Lisbon", asked) == "Lisbon"
     assert prompts.without_echo("  two\n lines ", asked) == "  two\n lines "
+
+
+def test_a_repeated_cell_with_the_same_output_is_pointed_out() -> None:
+    first = decide_turn(code_turn(cell("13")), TurnState(), question=Q)
+    assert "same code before" not in first.observation
+    again = decide_turn(code_turn(cell("13")), first.state, question=Q)
+    assert "You ran this same code before" in again.observation
+    changed = decide_turn(code_turn(cell("14")), first.state, question=Q)
+    assert "same code before" not in changed.observation
