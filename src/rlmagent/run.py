@@ -252,8 +252,10 @@ class Run:
         result = await self.repl.execute(code)
         notes = self.functions.take_notes()
         if notes:  # what the operators could not do, where the model reads its output
-            text = result.output + ("" if result.output.endswith("\n") else "\n")
-            result = dataclasses.replace(result, output=text.lstrip("\n") + "\n".join(notes))
+            text = result.output
+            if text and not text.endswith("\n"):
+                text += "\n"
+            result = dataclasses.replace(result, output=text + "\n".join(notes))
         cell = Cell(code=code, result=result, sub_calls=self.functions.take_calls())
         self.tree.publish(
             CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result)

@@ -90,3 +90,26 @@ def test_demo_on_a_fake_engine(capsys, fake_provider):
     payload = json.loads(capsys.readouterr().out)
     assert payload["expected"] == demo.answer
     assert payload["correct"] is (demo.answer in payload["answer"])
+
+
+def test_run_prompt_profile_and_answer_checks_from_the_command_line(
+    tmp_path, capsys, fake_provider
+):
+    path = tmp_path / "ctx.txt"
+    path.write_text("the code is 4417.\n")
+    register_engine("reader", lambda model, **kw: FunctionEngine(lambda m, model: "4417"))
+    base = ["run", "What is the code?", "-c", str(path), "--model", fake_provider, "--json"]
+    base += ["--sub-model", "reader:r"]
+    try:
+        assert main([*base, "--no-log", "--prompt-profile", "small", "--check"]) == 0
+    finally:
+        unregister_engine("reader")
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["answer"] == "4417" and checked["stop_reason"] == "final"
+    assert checked["answer_checked"] is True and checked["usage"]["calls"] == 3  # + the check
+    base = base[:-2]
+    assert main([*base, "--no-log", "--prompt-profile", "small", "--no-check"]) == 0
+    unchecked = json.loads(capsys.readouterr().out)
+    assert unchecked["answer_checked"] is None and unchecked["usage"]["calls"] == 2
+    with pytest.raises(SystemExit):
+        main([*base, "--prompt-profile", "huge"])
