@@ -339,12 +339,18 @@ class Run:
                 return outcome.final
             messages.append({"role": "assistant", "content": parsing.for_history(played.reply)})
             messages.append({"role": "user", "content": observation})
-        turn = self.settings.max_turns + 1
+            if outcome.stalled:  # the same cells again and again: ask for the answer now
+                self.stop_reason = "stalled"
+                turn += 1
+                break
+        else:
+            turn = self.settings.max_turns + 1
+            self.stop_reason = "max_turns"
         if ledger is not None and ledger.exhausted is not None:
             return await self._budget_turn(messages, turn, ledger.exhausted)
-        self.stop_reason = "max_turns"
+        template = "stalled_final" if self.stop_reason == "stalled" else "final_turn"
         messages.append(
-            {"role": "user", "content": prompts.render("final_turn", question=self.question)}
+            {"role": "user", "content": prompts.render(template, question=self.question)}
         )
         return await self._answer_now(messages, turn)
 

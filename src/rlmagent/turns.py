@@ -16,7 +16,8 @@ The rules, learned on small roots (``../shared/FACTS.md``):
 - A reply with neither code nor FINAL gets one reminder; a second such reply, once code
   has run, is the answer.
 - A reply whose cells repeat earlier cells exactly, with the same output, is told so
-  and asked to answer (small roots rerun a finished cell turn after turn).
+  and asked to answer (small roots rerun a finished cell turn after turn); after
+  :data:`MAX_REPEATS` such turns in a row the run asks for its answer at once.
 - With answer checks on (``seen`` given), a FINAL whose value the model wrote as a
   literal and that appears in nothing it has seen is questioned once
   (:func:`rlmagent.evidence.grounded`); a computed value is not.
@@ -31,6 +32,9 @@ from rlmagent.evidence import grounded
 from rlmagent.parsing import FinalMarker
 from rlmagent.types import Cell
 
+MAX_REPEATS = 3
+"""Turns in a row that only repeat earlier cells before the run asks for its answer."""
+
 
 @dataclass(frozen=True, slots=True)
 class TurnState:
@@ -44,6 +48,8 @@ class TurnState:
     """Whether an ungrounded answer was already questioned in this run (once only)."""
     ran: frozenset[str] = frozenset()
     """The cells run so far, as code and output (a repeat is pointed out)."""
+    repeats: int = 0
+    """Consecutive turns that only repeated earlier cells with the same output."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,9 @@ class Outcome:
     observation: str = ""
     candidate: str | None = None
     """The last FINAL value the reply wrote, accepted or not (the partial answer)."""
+    stalled: bool = False
+    """The model repeated the same cells :data:`MAX_REPEATS` turns in a row: ask for
+    the answer now instead of waiting for the turn limit."""
 
 
 def decide_turn(turn: Turn, state: TurnState, *, question: str, seen: str | None = None) -> Outcome:
@@ -147,21 +156,24 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
     if final is None and marker_value is not None and marker_value == state.last_final:
         final, reason = marker_value, "final_repeated"  # the same FINAL twice in a row
     ran = [f"{c.code.strip()}\0{c.result.output}\0{c.result.error}" for c in own]
+    repeated = bool(ran) and all(r in state.ran for r in ran)
     next_state = TurnState(
         True,
         False,
         unseen if unseen is not None else marker_value,
         state.questioned,
         state.ran | frozenset(ran),
+        state.repeats + 1 if repeated else 0,
     )
     if final is not None:
         return Outcome(next_state, final, reason, candidate=candidate)
     observation = prompts.observation(turn.cells, question)
     if unseen is not None:
         observation += "\n\n" + prompts.render("unseen", value=unseen)
-    elif ran and all(r in state.ran for r in ran):
+    elif repeated:
         observation += "\n\n" + prompts.render("repeated")
-    return Outcome(next_state, observation=observation, candidate=candidate)
+    stalled = next_state.repeats >= MAX_REPEATS
+    return Outcome(next_state, observation=observation, candidate=candidate, stalled=stalled)
 
 
 def _candidate(turn: Turn) -> str | None:

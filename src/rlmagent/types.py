@@ -186,6 +186,7 @@ STOP_REASONS = (
     "final_repeated",
     "answer_without_final",
     "max_turns",
+    "stalled",
     "budget",
     "cancelled",
     "error",

@@ -447,3 +447,12 @@ def test_the_forced_final_turn_never_returns_our_prompt_text():
     engine = ScriptedEngine(["```repl\nprint(1)\n```", "No turns are left. Paris"])
     result = RLMAgent(engine, "m", max_turns=1).run("q", context="c")
     assert result.stop_reason == "max_turns" and result.content == "Paris"
+
+
+def test_a_root_that_repeats_the_same_cell_is_asked_for_its_answer_early():
+    same = "```repl\nprint(len(context))\n```"
+    engine = ScriptedEngine([same, same, same, same, "FINAL(1)"])
+    result = RLMAgent(engine, "m", max_turns=10).run("q", context="c")
+    assert result.stop_reason == "stalled" and result.content == "1"
+    assert result.turns == 5 and "same code several times" in engine.calls[4][-1]["content"]
+    assert "You ran this same code before" in engine.calls[2][-1]["content"]
