@@ -7,7 +7,7 @@
   outputs the model saw, and asked what answer the outputs show (:func:`support_prompt`).
   The same answer supports it, another one does not, NOT FOUND gives no verdict
   (:func:`parse_support`). Small models judge "is this supported?" badly (the embedded
-  1.5B said UNSUPPORTED to 3 of 3 right answers) but read an answer out of text well,
+  1.5B said UNSUPPORTED to 2 of 3 right answers) but read an answer out of text well,
   so the check asks them to read.
 
 Neither check is applied to a computed value (``FINAL_VAR``, ``FINAL(expr)``) by the

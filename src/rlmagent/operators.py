@@ -223,10 +223,20 @@ def _failed(answer: str, run: _Tally) -> bool:
     return False
 
 
-def _count(run: _Tally) -> tuple[int, int]:
-    """(failed, unparsed) items of a run."""
+def _counts(op: str, items: list[Any], run: _Tally, kind: str) -> dict[str, Any]:
+    """The fields every result shares: counts of the run and its note (``kind``: what
+    became of the unreadable items)."""
     failed = sum(isinstance(o, _Failure) for o in run.outcomes)
-    return failed, sum(o is UNPARSED for o in run.outcomes)
+    unparsed = sum(o is UNPARSED for o in run.outcomes)
+    return {
+        "total": len(items),
+        "failed": failed,
+        "unparsed": unparsed,
+        "truncated": run.truncated,
+        "calls": run.calls,
+        "retried": run.retried,
+        "note": _note(op, len(items), failed, unparsed, run, kind),
+    }
 
 
 async def _run(ask: Ask, spec: Spec, items: list[Any], pack: int, max_prompt_chars: int) -> _Tally:
@@ -327,18 +337,8 @@ async def llm_classify(
     spec = classify_spec(op, labels, hints)
     run = await _run(ask, spec, items, pack, max_prompt_chars)
     values = [None if isinstance(o, _Failure) or o is UNPARSED else o for o in run.outcomes]
-    failed, unparsed = _count(run)
-    return ClassifyResult(
-        values=values,
-        total=len(items),
-        failed=failed,
-        unparsed=unparsed,
-        truncated=run.truncated,
-        calls=run.calls,
-        retried=run.retried,
-        note=_note(op, len(items), failed, unparsed, run, "their value is None"),
-        labels=labels,
-    )
+    counts = _counts(op, items, run, "their value is None")
+    return ClassifyResult(values=values, labels=labels, **counts)
 
 
 async def llm_filter(
@@ -362,18 +362,9 @@ async def llm_filter(
     pack, max_prompt_chars = _common(op, pack, max_prompt_chars)
     run = await _run(ask, filter_spec(condition), items, pack, max_prompt_chars)
     mask: list[bool | None] = [o if isinstance(o, bool) else None for o in run.outcomes]
-    failed, unparsed = _count(run)
-    return FilterResult(
-        values=[item for item, keep in zip(items, mask, strict=True) if keep is True],
-        total=len(items),
-        failed=failed,
-        unparsed=unparsed,
-        truncated=run.truncated,
-        calls=run.calls,
-        retried=run.retried,
-        note=_note(op, len(items), failed, unparsed, run, "those items were left out"),
-        mask=mask,
-    )
+    kept = [item for item, keep in zip(items, mask, strict=True) if keep is True]
+    counts = _counts(op, items, run, "those items were left out")
+    return FilterResult(values=kept, mask=mask, **counts)
 
 
 async def llm_map(
@@ -394,15 +385,5 @@ async def llm_map(
     instruction = _check_text(op, "instruction", instruction)
     pack, max_prompt_chars = _common(op, pack, max_prompt_chars)
     run = await _run(ask, map_spec(instruction), items, pack, max_prompt_chars)
-    failed, _ = _count(run)
     values = [str(o) for o in run.outcomes]  # a _Failure is its "Error: ..." text
-    return MapResult(
-        values=values,
-        total=len(items),
-        failed=failed,
-        unparsed=0,
-        truncated=run.truncated,
-        calls=run.calls,
-        retried=run.retried,
-        note=_note(op, len(items), failed, 0, run, ""),
-    )
+    return MapResult(values=values, **_counts(op, items, run, ""))
