@@ -18,6 +18,8 @@ The rules, learned on small roots (``../shared/FACTS.md``):
 - A reply whose cells repeat earlier cells exactly, with the same output, is told so
   and asked to answer (small roots rerun a finished cell turn after turn); after
   :data:`MAX_REPEATS` such turns in a row the run asks for its answer at once.
+- A search that printed only an empty result (``0 []``, ``[]``) is answered with a hint
+  to search for fewer, more distinctive words (small roots search for whole phrases).
 - With answer checks on (``seen`` given), a FINAL whose value the model wrote as a
   literal and that appears in nothing it has seen is questioned once
   (:func:`rlmagent.evidence.grounded`); a computed value is not.
@@ -25,6 +27,7 @@ The rules, learned on small roots (``../shared/FACTS.md``):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from rlmagent import prompts
@@ -32,6 +35,8 @@ from rlmagent.evidence import grounded
 from rlmagent.parsing import FinalMarker
 from rlmagent.types import Cell
 
+_EMPTY = re.compile(r"(?:0\s*)?(?:\[\]|\(\)|\{\}|set\(\)|None|''|\"\"|0)?")
+"""An output that says a search found nothing: ``0 []``, ``[]``, ``0``, ``None``..."""
 MAX_REPEATS = 3
 """Turns in a row that only repeat earlier cells before the run asks for its answer."""
 
@@ -172,8 +177,16 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
         observation += "\n\n" + prompts.render("unseen", value=unseen)
     elif repeated:
         observation += "\n\n" + prompts.render("repeated")
+    elif own and all(_found_nothing(c) for c in own):
+        observation += "\n\n" + prompts.render("nothing_found")
     stalled = next_state.repeats >= MAX_REPEATS
     return Outcome(next_state, observation=observation, candidate=candidate, stalled=stalled)
+
+
+def _found_nothing(cell: Cell) -> bool:
+    """Whether a cell ran cleanly and printed only an empty result."""
+    text = " ".join(cell.result.output.split())
+    return bool(text) and cell.result.error is None and _EMPTY.fullmatch(text) is not None
 
 
 def _candidate(turn: Turn) -> str | None:

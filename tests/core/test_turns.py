@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rlmagent.parsing import FinalMarker
 from rlmagent.turns import Turn, TurnState, decide_turn, plain_answer
 from rlmagent.types import Cell, ExecResult
@@ -142,3 +144,20 @@ def test_a_repeated_cell_with_the_same_output_is_pointed_out() -> None:
     assert "You ran this same code before" in again.observation
     changed = decide_turn(code_turn(cell("14")), first.state, question=Q)
     assert "same code before" not in changed.observation
+
+
+@pytest.mark.parametrize(
+    ("output", "hinted"),
+    [
+        ("0 []\n", True),
+        ("[]", True),
+        ("0", True),
+        ("None\n", True),
+        ("1 ['x']", False),
+        ("", False),
+        ("3", False),
+    ],
+)
+def test_an_empty_search_result_gets_a_hint(output: str, hinted: bool) -> None:
+    outcome = decide_turn(code_turn(cell(output)), TurnState(), question=Q)
+    assert ("That found nothing" in outcome.observation) is hinted
