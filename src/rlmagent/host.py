@@ -299,7 +299,7 @@ class HostFunctions:
         result = await function(self.batch, items, second, max_prompt_chars=room)
         if result.note:
             self._notes.append(f"[{result.note}]")
-            self.tree.publish(Notice(**self._ev(), message=f"{name}: {result.note}"))
+            self.tree.publish(Notice(**self._ev(), message=result.note))
         return list(result.values)
 
     # -- recursion ----------------------------------------------------------------------
