@@ -61,7 +61,8 @@ def bench_batch(kind: str, repeats: int) -> dict:
 
 def bench_turns(kind: str, repeats: int) -> dict:
     def run(turns: int) -> float:
-        replies = ["```repl\nx = 1\nx + 1\n```"] * turns + [FINAL]
+        # a different cell each turn: a root repeating one cell is asked to answer early
+        replies = [f"```repl\nx = {i}\nx + 1\n```" for i in range(turns)] + [FINAL]
         agent = RLMAgent(
             ScriptedEngine(replies), "m", max_turns=turns + 1, sandbox=make_sandbox(kind)
         )
