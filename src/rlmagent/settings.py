@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rlmagent.engines.base import Engine
 from rlmagent.errors import UsageError
 
 if TYPE_CHECKING:
-    from rlmagent.engines.base import Engine
     from rlmagent.sandbox.base import Sandbox
     from rlmagent.tools import Tool
 
@@ -59,8 +59,6 @@ class ModelSettings:
     max_tokens: int
 
     def __post_init__(self) -> None:
-        from rlmagent.engines.base import Engine
-
         if not isinstance(self.engine, Engine):
             raise UsageError(f"engine must be an Engine, got {self.engine!r}")
         if not isinstance(self.model, str) or not self.model:

@@ -88,17 +88,18 @@ class Tree:
         call, no budget), so a cell run again does not pay for its sub-calls twice.
         Raises ``BudgetExceeded``.
         """
-        key = None
         cache = self.cache
-        memo_key = None
-        if memo and temperature == 0:
-            memo_key = cache_key(engine_identity(engine), model, messages, temperature, max_tokens)
-            remembered = self._memo.get(memo_key)
+        remember = memo and temperature == 0
+        stored = cache is not None and cache.accepts(temperature)
+        key = None  # one key serves the memory and the cache (the same call, the same key)
+        if remember or stored:
+            key = cache_key(engine_identity(engine), model, messages, temperature, max_tokens)
+        if remember and key is not None:
+            remembered = self._memo.get(key)
             if remembered is not None:
                 meter.record(remembered, model)
                 return remembered
-        if cache is not None and cache.accepts(temperature):
-            key = cache_key(engine_identity(engine), model, messages, temperature, max_tokens)
+        if stored and cache is not None and key is not None:
             hit = await run_blocking(cache.get, key)
             if hit is not None:
                 meter.record(hit, model)
@@ -121,8 +122,8 @@ class Tree:
         if ledger is not None and reservation is not None:
             ledger.settle(reservation, completion, price)
         meter.record(completion, model)
-        if memo_key is not None:
-            self._memo[memo_key] = dataclasses.replace(completion, cached=True)
-        if key is not None and cache is not None and not completion.cached:
+        if remember and key is not None:
+            self._memo[key] = dataclasses.replace(completion, cached=True)
+        if stored and key is not None and cache is not None and not completion.cached:
             await run_blocking(cache.put, key, engine_identity(engine), completion)
         return completion
