@@ -36,6 +36,7 @@ from rlmagent.settings import (
 )
 from rlmagent.tools import Tool, check_tools
 from rlmagent.tree import Tree
+from rlmagent.typed import output_spec
 from rlmagent.types import AgentResult
 
 
@@ -160,19 +161,29 @@ class RLMAgent:
         """The root's model."""
         return self.settings.root.model
 
-    def run(self, input: str, context: Any = None) -> AgentResult:
-        """Answer ``input`` (the question) about ``context``. Blocks until done."""
+    def run(self, input: str, context: Any = None, *, output_type: Any = None) -> AgentResult:
+        """Answer ``input`` (the question) about ``context``. Blocks until done.
+
+        ``output_type`` (a Python type such as ``int``, ``list[str]``, a dataclass or a
+        TypedDict, or a JSON Schema dict; needs the ``typed`` extra) asks for a typed
+        answer: the model is told the type, the final answer is validated in the host
+        and sent back to correct at most twice, and ``result.value`` holds the value;
+        else :class:`~rlmagent.errors.OutputTypeError` (``raw``, ``validation``).
+        """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.arun(input, context=context))
+            return asyncio.run(self.arun(input, context=context, output_type=output_type))
         raise UsageError("run() was called inside an event loop: use `await agent.arun(...)`")
 
-    async def arun(self, input: str, context: Any = None) -> AgentResult:
+    async def arun(
+        self, input: str, context: Any = None, *, output_type: Any = None
+    ) -> AgentResult:
         """Async :meth:`run`. Cancelling it cancels the whole tree (see the class doc)."""
         if not isinstance(input, str) or not input.strip():
             raise UsageError("the question (input) must be a non-empty string")
         context = check_context(context)
+        spec = output_spec(output_type) if output_type is not None else None
         budget = self.budget if self.budget is not None and self.budget.limited else None
         if budget is not None and budget.max_cost_usd is not None:
             self._check_prices()
@@ -198,7 +209,7 @@ class RLMAgent:
             max_depth=settings.max_depth,
             max_concurrency=settings.max_concurrency,
         )
-        run = Run(settings, tree, input, context)
+        run = Run(settings, tree, input, context, output_type=spec)
         try:
             if ledger is None or ledger.budget.max_seconds is None:
                 return await run.run()

@@ -9,7 +9,8 @@
     │   └── EngineNotAvailable  the engine's optional dependency or model file is missing
     ├── SandboxError          the sandbox could not start or broke down
     │   └── ProtocolError     the worker sent something malformed or forbidden
-    └── BudgetExceeded        a hard budget was reached (spent, limit, partial_answer)
+    ├── BudgetExceeded        a hard budget was reached (spent, limit, partial_answer)
+    └── OutputTypeError       the answer never matched output_type (raw, validation)
 
 Errors raised by the model's own code are never exceptions: they come back as data in
 :attr:`rlmagent.types.ExecResult.error`. Run failures carry the partial
@@ -84,3 +85,15 @@ class BudgetExceeded(RLMError):
         self.spent = spent
         self.limit = limit
         self.partial_answer = partial_answer
+
+
+class OutputTypeError(RLMError):
+    """The final answer did not match the run's ``output_type``, even after the model
+    was asked to correct it. ``raw`` is the answer as the model gave it, ``validation``
+    what the validator said, ``expected`` the type's name."""
+
+    def __init__(self, message: str, *, raw: str, validation: str, expected: str) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.validation = validation
+        self.expected = expected

@@ -33,7 +33,8 @@ from rlmagent.repl import Repl
 from rlmagent.sandbox.base import Session
 from rlmagent.settings import RunSettings
 from rlmagent.tree import Tree
-from rlmagent.turns import Turn, TurnState, decide_turn, plain_answer
+from rlmagent.turns import Outcome, Turn, TurnState, decide_turn, plain_answer
+from rlmagent.typed import OutputSpec, TypedAnswer
 from rlmagent.types import AgentResult, Cell, Completion, Message, Step
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class Run:
         depth: int = 0,
         parent_id: str | None = None,
         meter: UsageMeter | None = None,
+        output_type: OutputSpec | None = None,
     ) -> None:
         self.settings = settings
         self.tree = tree
@@ -83,6 +85,8 @@ class Run:
         self.checker = AnswerChecker(self.functions.query, question, self._notice)
         self._seen: list[str] = []
         """What the model has seen: its first message, then every cell's output."""
+        self.typed = TypedAnswer(output_type) if output_type is not None else None
+        """The typed-answer check of the final answer (typed.py), when output_type is set."""
 
     def _spawn_child(self, prompt: str, context: Any, parent_id: str, meter: UsageMeter) -> Run:
         return Run(
@@ -129,6 +133,8 @@ class Run:
                     description=summary(info),
                     preview="\n".join(info["preview"]) or "(empty)",
                 )
+                if self.typed is not None:  # typed answers: the expected type
+                    first += "\n\n" + self.typed.spec.describe()
                 self._seen.append(first)
                 messages: list[Message] = [
                     {"role": "system", "content": self._system_message()},
@@ -208,6 +214,7 @@ class Run:
             partial_answer=self.best_answer if stop_reason is not None else None,
             budget_limit=self.budget_limit,
             budget=ledger.summary() if ledger is not None else None,
+            value=self.typed.value if self.typed is not None else None,
         )
 
     def budget_error(self, cause: BudgetExceeded) -> BudgetExceeded:
@@ -321,6 +328,8 @@ class Run:
             played = await self._play(turn, completion)
             seen = "\n".join(self._seen) if self.settings.check_answers else None
             outcome = decide_turn(played, state, question=self.question, seen=seen)
+            if outcome.final is not None and self.typed is not None:
+                outcome = self._typed_review(outcome)
             if outcome.final is not None and self.settings.check_answers:
                 try:
                     outcome = await self.checker.review(outcome, "\n\n".join(self._seen[1:]))
@@ -425,7 +434,26 @@ class Run:
         if answer is None:
             answer = plain_answer(prompts.without_echo(completion.content, messages[-1]["content"]))
         self._step(turn, completion, latency, tuple(cells), "")
+        if self.typed is not None:  # no turn is left to correct it: OutputTypeError
+            self.typed.accept(answer)
         return answer
+
+    # -- typed answers (typed.py) -------------------------------------------------------
+
+    def _typed_review(self, outcome: Outcome) -> Outcome:
+        """``outcome`` if its final answer has the output type, else the correction."""
+        assert self.typed is not None and outcome.final is not None
+        self.best_answer = outcome.final  # the partial answer if it is given up
+        correction = self.typed.review(outcome.final)
+        if correction is None:
+            return outcome
+        return dataclasses.replace(
+            outcome,
+            final=None,
+            stop_reason=None,
+            observation=correction + "\n\nQuestion: " + self.question,
+            state=dataclasses.replace(outcome.state, last_final=None),
+        )
 
 
 async def run_with_deadline(run: Run, ledger: BudgetLedger) -> AgentResult:

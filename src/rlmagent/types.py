@@ -205,8 +205,10 @@ class AgentResult:
     (spent and limits) when a budget was set. ``isolation`` is the sandbox tier the
     REPL ran in, and ``isolation_fallback`` why the strongest tier was not used.
     ``answer_checked``: True when the support check accepted the answer, False when it
-    did not and the answer stood anyway, None when no check ran. ``metadata`` is for
-    what callers add.
+    did not and the answer stood anyway, None when no check ran. ``value`` is the
+    answer validated against the run's ``output_type`` (an int, a dataclass, JSON data
+    for a JSON Schema...), None for an untyped run; ``content`` stays the text.
+    ``metadata`` is for what callers add.
     """
 
     content: str
@@ -223,6 +225,7 @@ class AgentResult:
     budget_limit: str | None = None
     budget: Mapping[str, Any] | None = None
     answer_checked: bool | None = None
+    value: Any = None
 
     @property
     def max_turns_exceeded(self) -> bool:
