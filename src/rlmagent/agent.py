@@ -8,7 +8,7 @@ send back the (cut) output; until ``FINAL`` or the turn limit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +21,7 @@ from rlmagent.events import EventBus
 from rlmagent.run import Run, run_with_deadline
 from rlmagent.sandbox.base import Sandbox, check_context
 from rlmagent.sandbox.subprocess import SubprocessSandbox
+from rlmagent.session import DEFAULT_CONTEXT_NAME, Session
 from rlmagent.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_DEPTH,
@@ -218,6 +219,46 @@ class RLMAgent:
             if owned is not None:
                 owned.close()
             close_trace()
+
+    def session(
+        self,
+        context: Any = None,
+        *,
+        contexts: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
+    ) -> Session:
+        """A :class:`~rlmagent.session.Session`: many questions in one REPL.
+
+        ``context`` (named ``"context"``) and/or ``contexts`` (by name; str, list, dict
+        or Path each) are staged once; the first is ``context`` in the REPL, all are in
+        ``contexts``. ``budget`` caps the whole session; each question also runs under
+        ``ask(budget=)`` or, without one, this agent's budget. Use it with ``with``, or
+        call ``close()``.
+        """
+        if budget is not None and not isinstance(budget, Budget):
+            raise UsageError(f"budget must be a rlmagent.Budget, got {budget!r}")
+        if contexts is not None and not isinstance(contexts, Mapping):
+            raise UsageError(f"contexts must be a dict name -> context, got {contexts!r}")
+        named: dict[str, Any] = {}
+        if context is not None:
+            named[DEFAULT_CONTEXT_NAME] = context
+        for name, value in (contexts or {}).items():
+            if name in named:
+                raise UsageError(
+                    f"contexts has a {name!r} and context= is given too: "
+                    "name every context in contexts instead"
+                )
+            named[name] = value
+        return Session(
+            self.settings,
+            contexts=named,
+            bus=self.bus,
+            trace=self.trace,
+            cache=self.cache,
+            question_budget=self.budget,
+            budget=budget,
+            check_prices=self._check_prices,
+        )
 
     def _check_prices(self) -> None:
         for settings in self.settings.chain():

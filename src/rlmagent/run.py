@@ -14,6 +14,7 @@ import uuid
 from typing import Any, TypeVar
 
 from rlmagent import parsing, prompts
+from rlmagent.briefing import Briefing, first_message
 from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt
 from rlmagent.checks import AnswerChecker
 from rlmagent.context import describe_context, summary
@@ -54,7 +55,11 @@ class Run:
         parent_id: str | None = None,
         meter: UsageMeter | None = None,
         output_type: OutputSpec | None = None,
+        repl: Repl | None = None,
+        briefing: Briefing | None = None,
     ) -> None:
+        """``repl``: a session's REPL, kept after the run (else the run starts its own
+        and shuts it down); ``briefing``: what the session's first message says."""
         self.settings = settings
         self.tree = tree
         self.question = question
@@ -74,7 +79,8 @@ class Run:
         )
         self.steps: list[Step] = []
         self.started = time.monotonic()
-        self.repl = Repl(settings.sandbox)
+        self.repl = repl if repl is not None else Repl(settings.sandbox)
+        self.briefing = briefing
         self.stop_reason: str | None = None
         self.budget_limit: str | None = None
         self.isolation: str | None = None
@@ -120,19 +126,7 @@ class Run:
         )
         try:
             try:
-                session = await self.repl.start(
-                    self.context,
-                    self.functions.handler,
-                    self.functions.specs(),
-                    self.settings.max_output_chars,
-                )
-                self._isolation(session)
-                first = prompts.render(
-                    "first_user",
-                    question=self.question,
-                    description=summary(info),
-                    preview="\n".join(info["preview"]) or "(empty)",
-                )
+                first = await self._open(info)
                 if self.typed is not None:  # typed answers: the expected type
                     first += "\n\n" + self.typed.spec.describe()
                 self._seen.append(first)
@@ -142,7 +136,10 @@ class Run:
                 ]
                 content = await self._loop(messages)
             finally:
-                await self.repl.shutdown(self.functions.cancel)
+                if self.briefing is None:
+                    await self.repl.shutdown(self.functions.cancel)
+                else:
+                    await self.repl.release(self.functions.cancel)
         except BaseException as exc:
             self.partial = partial = self._result("", stop_reason=self._failure_reason(exc))
             if isinstance(exc, RLMError):
@@ -155,6 +152,36 @@ class Run:
         result = self._result(content)
         self.tree.publish(RunEnded(**self._ev(), result=result))
         return result
+
+    async def _open(self, info: dict[str, Any]) -> str:
+        """Start (or, in a session, attach to and prepare) the REPL; the first message."""
+        repl = self.repl
+        if repl.session is None:
+            session = await repl.start(
+                self.context,
+                self.functions.handler,
+                self.functions.specs(),
+                self.settings.max_output_chars,
+            )
+        else:
+            session = repl.session
+            repl.attach(self.functions.handler)
+        self._isolation(session)
+        if self.briefing is None:
+            return prompts.render(
+                "first_user",
+                question=self.question,
+                description=summary(info),
+                preview="\n".join(info["preview"]) or "(empty)",
+            )
+        variables, lost, replaced = await repl.prepare()
+        self.briefing = dataclasses.replace(
+            self.briefing, variables=variables, lost=lost, replaced=replaced
+        )
+        if replaced:
+            names = ", ".join(lost) or "none"
+            self._notice(f"session: the REPL's worker was replaced; variables lost: {names}")
+        return first_message(self.question, self.briefing)
 
     def _isolation(self, session: Session) -> None:
         self.isolation = session.isolation
