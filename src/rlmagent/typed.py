@@ -26,6 +26,7 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rlmagent import prompts
@@ -98,6 +99,24 @@ def _parsed(text: str) -> list[Any]:
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             pass
     return []
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """A JSON Schema read from a file (``rlm run --schema``); UsageError names the problem."""
+    where = f"schema file {str(path)!r}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {where}: {exc}") from None
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise UsageError(f"{where} must hold a JSON object (a JSON Schema)")
+    return schema
 
 
 def type_name(output_type: Any) -> str:

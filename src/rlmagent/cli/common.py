@@ -6,10 +6,10 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from rlmagent.agent import RLMAgent
+from rlmagent.cli.contexts import Loaded, load_contexts
 from rlmagent.errors import RLMError, UsageError
 from rlmagent.events import Event, EventBus, RunEnded
 from rlmagent.settings import (
@@ -194,6 +194,7 @@ RESULT_FIELDS = (
     "budget_limit",
     "budget",
     "answer_checked",
+    "value",
 )
 """The typed fields of a result that ``--json`` prints beside the answer."""
 
@@ -206,6 +207,10 @@ def usage_line(result: AgentResult) -> str:
         f"{usage.completion_tokens:,} out · cost {cost} · "
         f"{result.elapsed_s:.1f} s"
     )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(to_dict(value), ensure_ascii=False)
 
 
 def report(
@@ -222,12 +227,16 @@ def report(
         }
         print(json.dumps(payload, ensure_ascii=False))
         return
-    print(result.content)
+    value = result.value  # a typed answer (--schema) prints as JSON
+    text = result.content if value is None or isinstance(value, str) else _json(value)
+    print(text)
     if not args.quiet:
         print(usage_line(result), file=sys.stderr)
 
 
-def execute(args: argparse.Namespace, question: str, context: Any) -> AgentResult | int:
+def execute(
+    args: argparse.Namespace, question: str, context: Any, *, output_type: Any = None
+) -> AgentResult | int:
     """Build the agent, show progress, run; an error becomes a message and an exit code."""
     bus = EventBus()
     ended: list[Event] = []
@@ -236,7 +245,7 @@ def execute(args: argparse.Namespace, question: str, context: Any) -> AgentResul
         agent = build_agent(args, bus)
         display = progress(args, bus)
         try:
-            return agent.run(question, context=context)
+            return agent.run(question, context=context, output_type=output_type)
         finally:
             if display is not None:
                 display.close()
@@ -261,9 +270,12 @@ def execute(args: argparse.Namespace, question: str, context: Any) -> AgentResul
         return 130
 
 
-def read_context(value: str | None) -> Any:
-    if value is None:
-        return None
-    if value == "-":
-        return sys.stdin.read()
-    return Path(value)
+def read_contexts(args: argparse.Namespace) -> Loaded:
+    """Every ``--context`` (files, directories, ``-``), checked and read; the notes (what
+    a directory's cap left out, the files that are not text) go to stderr unless --quiet.
+    A problem is a UsageError naming the file (see cli/contexts.py)."""
+    loaded = load_contexts(args)
+    if not getattr(args, "quiet", False):
+        for note in loaded.notes:
+            print(f"rlm: {note}", file=sys.stderr)
+    return loaded

@@ -1,28 +1,43 @@
-"""``rlm run QUESTION --context PATH``: answer a question about a file (or stdin)."""
+"""``rlm run QUESTION --context PATH``: answer a question about files, directories or stdin."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from rlmagent.cli.common import add_engine_options, execute, read_context, report
+from rlmagent.cli.common import add_engine_options, execute, read_contexts, report
+from rlmagent.cli.contexts import add_context_options
+from rlmagent.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="answer a question about a long context")
     parser.add_argument("question")
+    add_context_options(parser)
     parser.add_argument(
-        "--context",
-        "-c",
-        metavar="PATH",
+        "--schema",
+        metavar="FILE.json",
         default=None,
-        help="text file holding the context, or - for stdin",
+        help="a JSON Schema the answer must match (a typed answer, checked and corrected; "
+        "needs the typed extra); the answer prints as JSON, --json has it in `value`",
     )
     add_engine_options(parser)
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    result = execute(args, args.question, read_context(args.context))
+    try:  # typed answers and contexts (cli/contexts.py): checked before any model call
+        loaded = read_contexts(args)
+        schema = None
+        if args.schema is not None:
+            from rlmagent.typed import load_schema, output_spec
+
+            schema = load_schema(args.schema)
+            output_spec(schema)
+    except UsageError as exc:
+        print(f"rlm: error: {exc}", file=sys.stderr)
+        return 2
+    result = execute(args, args.question, loaded.context(), output_type=schema)
     if isinstance(result, int):
         return result
     report(args, result)
