@@ -190,7 +190,19 @@ def _schema_spec(schema: dict[str, Any]) -> OutputSpec:
     except (jsonschema.SchemaError, TypeError, ValueError) as exc:
         message = getattr(exc, "message", str(exc))
         raise UsageError(f"output_type is not a valid JSON Schema: {message}") from None
-    validator = validator_cls(schema)
+    remote = _remote_refs(schema)
+    if remote:
+        raise UsageError(
+            f"output_type's JSON Schema refers to {remote[0]!r}: only local references "
+            "(#/...) are resolved, nothing is fetched; put the referenced schema inline"
+        )
+    from referencing import Registry
+    from referencing.exceptions import NoSuchResource
+
+    def no_fetching(uri: str) -> Any:
+        raise NoSuchResource(ref=uri)
+
+    validator = validator_cls(schema, registry=Registry(retrieve=no_fetching))
 
     def validate(data: Any) -> Any:
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
@@ -205,6 +217,22 @@ def _schema_spec(schema: dict[str, Any]) -> OutputSpec:
         raise _Mismatch("\n".join(lines))
 
     return OutputSpec(type_name(schema), schema, validate, text_only=schema.get("type") == "string")
+
+
+def _remote_refs(schema: Any) -> list[str]:
+    """The ``$ref`` values of ``schema`` that point outside it."""
+    found: list[str] = []
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                found.append(ref)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _cut(text: str, limit: int = 200) -> str:

@@ -177,6 +177,7 @@ def test_untyped_runs_have_no_value():
     [
         ({"type": "no-such-type"}, "not a valid JSON Schema"),
         (object(), "cannot be validated"),
+        ({"$ref": "https://example.com/person.json"}, "nothing is fetched"),
     ],
 )
 def test_an_unusable_output_type_is_a_usage_error_before_any_model_call(output_type, message):
@@ -184,6 +185,18 @@ def test_an_unusable_output_type_is_a_usage_error_before_any_model_call(output_t
     with pytest.raises(UsageError, match=message):
         RLMAgent(engine, "root").run("Age?", context=CTX, output_type=output_type)
     assert engine.calls == []
+
+
+def test_a_schema_with_local_references_validates():
+    schema = {
+        "$defs": {"name": {"type": "string", "minLength": 2}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/name"},
+    }
+    spec = output_spec(schema)
+    assert spec.check('["Ann", "Bo"]') == ["Ann", "Bo"]
+    with pytest.raises(Exception, match="is too short"):
+        spec.check('["A"]')
 
 
 def test_reading_final_text():
