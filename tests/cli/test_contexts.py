@@ -50,16 +50,33 @@ def answer_of(out: str) -> dict:
     return json.loads(json.loads(out)["answer"])
 
 
-def test_context_given_more_than_once_holds_every_one_by_name(tmp_path, capsys, fake):
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+def _contexts_root(messages, model):
+    SEEN.append(messages)
+    if len(messages) == 2:
+        return (
+            "```repl\nseen = [context, {k: len(v) for k, v in contexts.items()}]\nprint(seen)\n```"
+        )
+    return "```repl\nFINAL(repr(seen))\n```"
+
+
+def test_context_given_more_than_once_holds_every_one_by_name(tmp_path, capsys):
+    SEEN.clear()
+    register_engine("fakemany", lambda model, **kw: FunctionEngine(_contexts_root), replace=True)
+    a, b, d = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "d"
     a.write_text("alpha\n")
     b.write_text("beta beta\n")
-    code = rlm("q", "-c", str(a), "--context", str(b), "--model", fake, "--json")
+    d.mkdir()
+    (d / "x.md").write_text("# x\n")
+    try:
+        code = rlm("q", "-c", str(a), "-c", str(b), "--context", str(d), "--model", "fakemany:m")
+    finally:
+        unregister_engine("fakemany")
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert answer_of(out) == {str(a): 6, str(b): 10}
+    assert out.strip() == repr(["alpha\n", {str(a): 6, str(b): 10, str(d): 1}])
     first = SEEN[0][1]["content"]
-    assert "a dict of 2 keys (each value a str)" in first
+    assert f"contexts[{str(a)!r}]" in first and f"contexts[{str(d)!r}]" in first
+    assert "a dict of 1 keys (each value a str)" in first  # the directory
 
 
 def test_the_same_context_twice_is_an_error(tmp_path, capsys, fake):

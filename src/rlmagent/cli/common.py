@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from rlmagent.agent import RLMAgent
@@ -235,9 +236,17 @@ def report(
 
 
 def execute(
-    args: argparse.Namespace, question: str, context: Any, *, output_type: Any = None
+    args: argparse.Namespace,
+    question: str,
+    context: Any,
+    *,
+    output_type: Any = None,
+    contexts: Mapping[str, Any] | None = None,
 ) -> AgentResult | int:
-    """Build the agent, show progress, run; an error becomes a message and an exit code."""
+    """Build the agent, show progress, run; an error becomes a message and an exit code.
+
+    Several ``contexts`` (by name) are answered in a one-question session, whose REPL
+    holds them all in ``contexts`` (the first is also ``context``)."""
     bus = EventBus()
     ended: list[Event] = []
     bus.subscribe(ended.append, RunEnded)
@@ -245,6 +254,9 @@ def execute(
         agent = build_agent(args, bus)
         display = progress(args, bus)
         try:
+            if contexts is not None and len(contexts) > 1:
+                with agent.session(contexts=contexts) as session:
+                    return session.ask(question, output_type=output_type)
             return agent.run(question, context=context, output_type=output_type)
         finally:
             if display is not None:

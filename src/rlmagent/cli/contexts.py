@@ -104,17 +104,8 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
 
     def context(self) -> Any:
-        """The single value ``RLMAgent.run`` takes: the one context, or all by name."""
-        if not self.contexts:
-            return None
-        if len(self.contexts) == 1:
-            return next(iter(self.contexts.values()))
-        return {name: _text(value) for name, value in self.contexts.items()}
-
-
-def _text(value: Any) -> Any:
-    """A checked UTF-8 file's text (a Path stands for one until it must be read)."""
-    return value.read_text(encoding="utf-8") if isinstance(value, Path) else value
+        """The first context (None without any): ``context`` in the REPL."""
+        return next(iter(self.contexts.values()), None)
 
 
 def load_contexts(args: argparse.Namespace, stdin: Any = None) -> Loaded:

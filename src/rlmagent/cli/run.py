@@ -37,7 +37,9 @@ def handle(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"rlm: error: {exc}", file=sys.stderr)
         return 2
-    result = execute(args, args.question, loaded.context(), output_type=schema)
+    result = execute(
+        args, args.question, loaded.context(), output_type=schema, contexts=loaded.contexts
+    )
     if isinstance(result, int):
         return result
     report(args, result)
