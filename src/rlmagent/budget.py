@@ -18,6 +18,9 @@ What is counted:
 - ``seconds``: wall-clock time since the run started; at the limit the whole tree is
   cancelled (no final answer is possible once time is up).
 
+The counting itself lives in a :class:`~rlmagent.limits.LedgerPool` (each ledger has its
+own, or shares one through :class:`~rlmagent.limits.SharedBudget`: a batch's jobs).
+
 The root run keeps back room for one final answer: one call, and the tokens (and cost)
 of its current prompt plus its ``max_tokens``. Sub-calls, child runs and ordinary root
 turns may not use that room; the final-answer request may (its ``max_tokens`` is cut
@@ -34,14 +37,36 @@ from typing import Any
 
 from rlmagent.engines.base import Engine, estimate_tokens
 from rlmagent.engines.pricing import Price
-from rlmagent.errors import BudgetExceeded, UsageError
+from rlmagent.errors import BudgetExceeded
+from rlmagent.limits import (
+    MIN_FINAL_TOKENS,
+    Budget,
+    Grant,
+    LedgerPool,
+    LocalPool,
+    SharedBudget,
+    Spent,
+)
 from rlmagent.types import Completion, Message, ModelUsage, Usage
+
+__all__ = [
+    "MESSAGE_OVERHEAD_TOKENS",
+    "MIN_FINAL_TOKENS",
+    "Budget",
+    "BudgetLedger",
+    "Grant",
+    "LedgerPool",
+    "LocalPool",
+    "Reservation",
+    "SharedBudget",
+    "Spent",
+    "UsageMeter",
+    "estimate_prompt",
+    "price_of",
+]
 
 MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens added per message to a prompt estimate (role markers of chat templates)."""
-
-MIN_FINAL_TOKENS = 16
-"""The final-answer request is skipped when fewer completion tokens than this are left."""
 
 
 class UsageMeter:
@@ -69,44 +94,6 @@ class UsageMeter:
             return Usage.from_models(dict(self._by_model))
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Hard limits for one run, shared by every call in its recursion tree.
-
-    ``max_calls`` engine requests (root turns, sub-calls, child runs' calls),
-    ``max_tokens`` prompt plus completion tokens, ``max_cost_usd`` dollars (every engine
-    used must have a known price) and ``max_seconds`` of wall-clock time. None means no
-    limit. See the module docstring for what counts and how the final answer is kept.
-    """
-
-    max_calls: int | None = None
-    max_tokens: int | None = None
-    max_cost_usd: float | None = None
-    max_seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_calls", "max_tokens"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1
-            ):
-                raise UsageError(f"Budget.{name} must be a positive int or None, got {value!r}")
-        for name in ("max_cost_usd", "max_seconds"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
-            ):
-                raise UsageError(f"Budget.{name} must be a positive number or None, got {value!r}")
-
-    @property
-    def limited(self) -> bool:
-        """True when any limit is set."""
-        return any(
-            v is not None
-            for v in (self.max_calls, self.max_tokens, self.max_cost_usd, self.max_seconds)
-        )
-
-
 def price_of(engine: Engine, model: str) -> Price | None:
     """The price an engine charges for ``model``, or None when it is unknown."""
     return engine.price(model)
@@ -126,53 +113,39 @@ class Reservation:
     settled: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Spent:
-    """What a tree has used so far (settled calls plus reservations in flight)."""
-
-    calls: int
-    tokens: int
-    cost: float
-    seconds: float
-
-
 class BudgetLedger:
-    """Enforces one :class:`Budget` over a run tree (see the module docstring)."""
+    """Enforces one :class:`Budget` over a run tree (see the module docstring).
+
+    The counting lives in a :class:`LedgerPool`: the ledger's own, or, for a
+    :class:`SharedBudget`, the pool it names.
+    """
 
     def __init__(self, budget: Budget, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget
-        self._clock = clock
-        self.started = clock()
-        self._lock = threading.Lock()
-        self._calls = 0
-        self._tokens = 0
-        self._cost = 0.0
-        self._held_calls = 0
-        self._held_tokens = 0
-        self._held_cost = 0.0
-        self.exhausted: str | None = None
+        pool = budget.pool if isinstance(budget, SharedBudget) else None
+        self.pool: LedgerPool = pool if pool is not None else LocalPool(budget, clock=clock)
+        self.holder = budget.holder if isinstance(budget, SharedBudget) else "run"
+
+    @property
+    def exhausted(self) -> str | None:
         """The first limit that refused a call, or None."""
+        return self.pool.exhausted()
 
     # -- the final-answer reserve -------------------------------------------------------
 
     def hold_for_final(self, prompt_tokens: int, max_tokens: int, price: Price | None) -> None:
         """Keep one call of ``prompt_tokens + max_tokens`` back for the root's final answer."""
         cost = price.cost(prompt_tokens, max_tokens) if price is not None else 0.0
-        with self._lock:
-            self._held_calls = 1
-            self._held_tokens = prompt_tokens + max_tokens
-            self._held_cost = cost
+        self.pool.hold(self.holder, 1, prompt_tokens + max_tokens, cost)
 
     # -- reserve and settle -------------------------------------------------------------
 
     def elapsed(self) -> float:
-        return self._clock() - self.started
+        return self.pool.elapsed()
 
     def mark_exhausted(self, name: str) -> None:
         """Remember ``name`` as the limit that stopped the tree (the first one wins)."""
-        with self._lock:
-            if self.exhausted is None:
-                self.exhausted = name
+        self.pool.mark_exhausted(name)
 
     def refuse(self, name: str, why: str) -> BudgetExceeded:
         """The error for a refused call (and remember the first limit that refused one)."""
@@ -193,69 +166,10 @@ class BudgetLedger:
         for ``final`` (the root's final-answer request), which may use the held-back room
         and gets ``max_tokens`` cut to what is left.
         """
-        b = self.budget
-        with self._lock:
-            held = (0, 0, 0.0) if final else (self._held_calls, self._held_tokens, self._held_cost)
-            asked = max_tokens
-            if final:
-                max_tokens = self._final_room(prompt_tokens, max_tokens, price)
-            tokens = prompt_tokens + max_tokens
-            cost = price.cost(prompt_tokens, max_tokens) if price is not None else 0.0
-            name, why = "", None
-            if b.max_seconds is not None and self.elapsed() >= b.max_seconds:
-                name, why = "seconds", f"max_seconds={b.max_seconds:g} reached"
-            elif final and max_tokens < min(asked, MIN_FINAL_TOKENS):
-                tight = self._final_room(prompt_tokens, asked, None) < min(asked, MIN_FINAL_TOKENS)
-                if b.max_tokens is not None and tight:
-                    name = "tokens"
-                    why = (
-                        f"max_tokens={b.max_tokens:,} leaves too little for a final answer "
-                        f"({self._tokens:,} used or reserved; its prompt needs about "
-                        f"{prompt_tokens:,})"
-                    )
-                else:
-                    name = "cost"
-                    why = (
-                        f"max_cost_usd={b.max_cost_usd:g} leaves too little for a final "
-                        f"answer (${self._cost:.4f} used or reserved)"
-                    )
-            elif b.max_calls is not None and self._calls + 1 + held[0] > b.max_calls:
-                name = "calls"
-                why = f"max_calls={b.max_calls} reached ({self._calls} calls made" + (
-                    ", 1 kept for the final answer)" if held[0] else ")"
-                )
-            elif b.max_tokens is not None and self._tokens + tokens + held[1] > b.max_tokens:
-                name = "tokens"
-                why = (
-                    f"max_tokens={b.max_tokens:,} reached ({self._tokens:,} used or reserved"
-                    + (f", {held[1]:,} kept for the final answer" if held[1] else "")
-                    + f"; this call could need {tokens:,})"
-                )
-            elif b.max_cost_usd is not None and self._cost + cost + held[2] > b.max_cost_usd:
-                name = "cost"
-                why = (
-                    f"max_cost_usd={b.max_cost_usd:g} reached (${self._cost:.4f} used or "
-                    f"reserved; this call could cost ${cost:.4f})"
-                )
-            if why is None:
-                self._calls += 1
-                self._tokens += tokens
-                self._cost += cost
-                if final:
-                    self._held_calls, self._held_tokens, self._held_cost = 0, 0, 0.0
-                return Reservation(tokens=tokens, cost=cost), max_tokens
-        raise self.refuse(name, why)
-
-    def _final_room(self, prompt_tokens: int, max_tokens: int, price: Price | None) -> int:
-        """``max_tokens`` cut so that the final request fits the whole budget (locked)."""
-        b = self.budget
-        room = max_tokens
-        if b.max_tokens is not None:
-            room = min(room, b.max_tokens - self._tokens - prompt_tokens)
-        if b.max_cost_usd is not None and price is not None and price.output > 0:
-            dollars = b.max_cost_usd - self._cost - price.cost(prompt_tokens, 0)
-            room = min(room, int(dollars * 1_000_000 / price.output))
-        return room
+        grant = self.pool.reserve(self.holder, prompt_tokens, max_tokens, price, final)
+        if grant.limit is not None:
+            raise self.refuse(grant.limit, grant.why or f"{grant.limit} limit reached")
+        return Reservation(tokens=grant.tokens, cost=grant.cost), grant.max_tokens
 
     def settle(
         self, reservation: Reservation, completion: Completion | None, price: Price | None
@@ -272,18 +186,14 @@ class BudgetLedger:
                 cost = completion.cost_usd
             elif price is not None:
                 cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
-        with self._lock:
-            reservation.settled = True
-            if completion is not None and completion.cached:
-                self._calls -= 1
-            self._tokens += tokens - reservation.tokens
-            self._cost += cost - reservation.cost
+        reservation.settled = True
+        cached = completion is not None and completion.cached
+        self.pool.settle(reservation.tokens, reservation.cost, tokens, cost, cached)
 
     # -- reporting ----------------------------------------------------------------------
 
     def spent(self) -> Spent:
-        with self._lock:
-            return Spent(self._calls, self._tokens, self._cost, self.elapsed())
+        return self.pool.spent()
 
     def limit_of(self, name: str) -> Any:
         b = self.budget

@@ -118,6 +118,22 @@ class Notice(Event):
     message: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Compacted(Event):
+    """The root's older turns were compacted to fit its window (see compaction.py):
+    ``shrunk`` turns lost long outputs, ``folded`` ones were summarised (``summary``) or,
+    with ``summary`` None, dropped with a note; prompt estimates before and after."""
+
+    turn: int
+    shrunk: tuple[int, ...]
+    folded: tuple[int, ...]
+    summary: str | None
+    tokens_before: int
+    tokens_after: int
+    window: int
+    note: str
+
+
 Subscriber = Callable[[Event], None]
 
 
