@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
+import threading
 
 import pytest
 
@@ -121,7 +123,27 @@ def test_a_directory_over_the_size_cap_is_cut_and_the_cut_is_reported(tmp_path, 
     assert code == 0, err
     assert answer_of(out) == {"0.log": 700, "1.log": 700}
     assert "2 files, 1.4 KB loaded; 3 files (2.1 KB) left out by the 1.5 KB cap" in err
-    assert "from '2.log' on" in err
+    assert "(--max-context-size): 2.log, 3.log, 4.log" in err
+    (root / "0.log").write_text("x" * 5000)  # too large alone: the next ones still load
+    code = rlm("q", "-c", str(root), "--max-context-size", "1.5K", "--model", fake, "--json")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert answer_of(out) == {"1.log": 700, "2.log": 700}
+    assert "left out by the 1.5 KB cap (--max-context-size): 0.log, 3.log, 4.log" in err
+    assert rlm("q", "-c", str(root), "--max-context-size", "100", "--model", fake) == 2
+    assert "every text file is larger than the 100 bytes cap" in capsys.readouterr().err
+
+
+def test_a_named_pipe_is_read_like_stdin(tmp_path, capsys, fake):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b"piped text\n"))
+    writer.start()
+    try:
+        assert rlm("q", "-c", str(fifo), "--model", fake, "--json") == 0
+    finally:
+        writer.join()
+    assert answer_of(capsys.readouterr().out) == {"text": 11}
 
 
 def test_stdin_is_a_context(monkeypatch, capsys, fake):

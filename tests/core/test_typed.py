@@ -210,6 +210,13 @@ def test_reading_final_text():
     assert nested.check('[{"name": "A", "age": 1}]') == [{"name": "A", "age": 1}]
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000, "[" * 50_000 + "]" * 50_000, "(" * 300_000])
+def test_hostile_final_text_is_a_mismatch_not_a_crash(text):
+    with pytest.raises(Exception, match="valid list") as caught:
+        output_spec(list[int]).check(text)
+    assert type(caught.value).__name__ == "_Mismatch"
+
+
 def test_a_missing_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydantic", None)
     monkeypatch.setitem(sys.modules, "jsonschema", None)

@@ -15,6 +15,7 @@ import codecs
 import fnmatch
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,9 @@ def load_contexts(args: argparse.Namespace, stdin: Any = None) -> Loaded:
                 context = _read_dir(path, args, encoding, loaded.notes)
             elif path.is_file():
                 context = _read_file(path, encoding)
+            elif path.exists() and stat.S_ISFIFO(path.stat().st_mode):  # <(command)
+                with open(path, "rb") as stream:
+                    context = _check_stream(f"context {value!r}", stream, encoding, keep=True)
             elif path.exists():
                 raise UsageError(f"context {value!r} is neither a file nor a directory")
             else:
@@ -235,66 +239,85 @@ def _files(root: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
+@dataclass
+class _Scan:
+    """What loading one directory found, for its note."""
+
+    docs: dict[str, str] = field(default_factory=dict)
+    total: int = 0
+    over: list[tuple[str, int]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    empty: int = 0
+    undecodable: bool = False
+
+
 def _read_dir(root: Path, args: argparse.Namespace, encoding: str, notes: list[str]) -> dict:
-    """Each text file under ``root`` (globs applied) as ``{relative path: text}``, up to
-    ``--max-context-size`` bytes; binary and undecodable files are skipped and named."""
+    """Each text file under ``root`` (globs applied) as ``{relative path: text}``, in path
+    order while they fit in ``--max-context-size`` bytes (a file that does not fit is
+    left out, the next ones still tried); binary and undecodable files are skipped; the
+    note says what was loaded and what was not."""
     include, exclude = args.include or [], args.exclude or []
     cap: int = args.max_context_size
-    docs: dict[str, str] = {}
-    total = 0
-    over: list[tuple[str, int]] = []
-    skipped: list[str] = []
-    empty = 0
-    undecodable = False
+    scan = _Scan()
     for rel, path in _files(root):
         if (include and not _matches(rel, include)) or _matches(rel, exclude):
             continue
         try:
             size = path.stat().st_size
-        except OSError:
-            skipped.append(f"{rel} (unreadable)")
-            continue
-        if over or total + size > cap:
-            over.append((rel, size))
-            continue
-        try:
-            with open(path, "rb") as f:
-                text = _check_stream(rel, f, encoding, keep=True)
-        except _Empty:
-            empty += 1
-            continue
-        except _Binary:
-            skipped.append(f"{rel} (binary)")
-            continue
-        except _Undecodable:
-            skipped.append(f"{rel} (not {encoding})")
-            undecodable = True
-            continue
         except OSError as exc:
-            skipped.append(f"{rel} ({exc.strerror})")
+            scan.skipped.append(f"{rel} ({exc.strerror})")
             continue
-        docs[rel] = text
-        total += size
+        if not path.is_file():
+            scan.skipped.append(f"{rel} (not a regular file)")
+        elif scan.total + size > cap:
+            scan.over.append((rel, size))
+        else:
+            _read_one(rel, path, encoding, scan)
     where = f"context directory {str(root)!r}"
-    if not docs:
-        why = "no text file" + (" matched --include/--exclude" if include or exclude else "")
-        extra = f"; skipped: {_names(skipped)}" if skipped else ""
+    if not scan.docs:
+        if scan.over:
+            why = f"every text file is larger than the {_human(cap)} cap (--max-context-size)"
+        else:
+            why = "no text file" + (" matched --include/--exclude" if include or exclude else "")
+        extra = f"; skipped: {_names(scan.skipped)}" if scan.skipped else ""
         raise UsageError(f"{where} is empty: {why}{extra}")
-    note = f"{where}: {len(docs):,} files, {_human(total)} loaded"
-    if over:
-        left = sum(size for _, size in over)
+    notes.append(_note(where, scan, cap, encoding))
+    return scan.docs
+
+
+def _read_one(rel: str, path: Path, encoding: str, scan: _Scan) -> None:
+    try:
+        with open(path, "rb") as f:
+            text = _check_stream(rel, f, encoding, keep=True)
+    except _Empty:
+        scan.empty += 1
+    except _Binary:
+        scan.skipped.append(f"{rel} (binary)")
+    except _Undecodable:
+        scan.skipped.append(f"{rel} (not {encoding})")
+        scan.undecodable = True
+    except OSError as exc:
+        scan.skipped.append(f"{rel} ({exc.strerror})")
+    else:
+        scan.docs[rel] = text
+        scan.total += path.stat().st_size
+
+
+def _note(where: str, scan: _Scan, cap: int, encoding: str) -> str:
+    note = f"{where}: {len(scan.docs):,} files, {_human(scan.total)} loaded"
+    if scan.over:
+        left = sum(size for _, size in scan.over)
         note += (
-            f"; {len(over):,} files ({_human(left)}) left out by the "
-            f"{_human(cap)} cap (--max-context-size), from {over[0][0]!r} on"
+            f"; {len(scan.over):,} files ({_human(left)}) left out by the {_human(cap)} cap "
+            f"(--max-context-size): {_names([rel for rel, _ in scan.over])}"
         )
-    if skipped:
-        note += f"; {len(skipped):,} not text, skipped: {_names(skipped)}"
-        if undecodable:
+    if scan.skipped:
+        note += f"; {len(scan.skipped):,} not text, skipped: {_names(scan.skipped)}"
+        if scan.undecodable:
             note += f" ({_hint(encoding)})"
-    if empty:
-        note += f"; {empty:,} empty files skipped"
-    notes.append(note)
-    return docs
+    if scan.empty:
+        note += f"; {scan.empty:,} empty files skipped"
+    return note
 
 
 def _names(items: list[str]) -> str:
