@@ -17,11 +17,13 @@ from rlmagent import parsing, prompts
 from rlmagent.briefing import Briefing, first_message
 from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt
 from rlmagent.checks import AnswerChecker
+from rlmagent.compaction import Compaction, Compactor
 from rlmagent.context import describe_context, summary
 from rlmagent.errors import BudgetExceeded, RLMError
 from rlmagent.events import (
     CodeExecuted,
     CodeStarted,
+    Compacted,
     Notice,
     RootCompletion,
     RunEnded,
@@ -81,6 +83,8 @@ class Run:
         self.started = time.monotonic()
         self.repl = repl if repl is not None else Repl(settings.sandbox)
         self.briefing = briefing
+        self.compactor: Compactor | None = None
+        self.compactions: list[Compaction] = []
         self.stop_reason: str | None = None
         self.budget_limit: str | None = None
         self.isolation: str | None = None
@@ -242,6 +246,9 @@ class Run:
             budget_limit=self.budget_limit,
             budget=ledger.summary() if ledger is not None else None,
             value=self.typed.value if self.typed is not None else None,
+            metadata={"compactions": [c.note for c in self.compactions]}
+            if self.compactions
+            else {},
         )
 
     def budget_error(self, cause: BudgetExceeded) -> BudgetExceeded:
@@ -263,6 +270,7 @@ class Run:
         self, messages: list[Message], turn: int, *, final: bool = False
     ) -> tuple[Completion, float]:
         root = self.settings.root
+        await self._fit(messages, turn)
         t0 = time.monotonic()
         completion = await self.tree.complete(
             root.engine,
@@ -278,6 +286,42 @@ class Run:
             RootCompletion(**self._ev(), turn=turn, completion=completion, latency_s=latency)
         )
         return completion, latency
+
+    async def _fit(self, messages: list[Message], turn: int) -> None:
+        """Compact the older turns when the prompt would not fit the root's window."""
+        if self.compactor is None:
+            root = self.settings.root
+            window = root.engine.context_window(root.model)
+            if window is None:
+                return
+            summarise = self._summarise if self.settings.sub_calls else None
+            self.compactor = Compactor(window, root.max_tokens, self.question, summarise)
+        done = await self.compactor.fit(messages)
+        if done is not None:
+            self.compactions.append(done)
+            self.tree.publish(
+                Compacted(
+                    **self._ev(),
+                    turn=turn,
+                    shrunk=done.shrunk,
+                    folded=done.folded,
+                    summary=done.summary,
+                    tokens_before=done.tokens_before,
+                    tokens_after=done.tokens_after,
+                    window=self.compactor.window,
+                    note=done.note,
+                )
+            )
+
+    async def _summarise(self, prompt: str) -> str | None:
+        """The compaction's one sub-call; None when it cannot be made (it is dropped)."""
+        try:
+            return await self.functions.query(prompt)
+        except Exception as exc:  # budget, engine, window: the turns are dropped instead
+            self._notice(f"compaction: no summary ({type(exc).__name__}: {exc})")
+            return None
+        finally:
+            self.functions.take_calls()  # the summary's sub-call is no cell's
 
     async def _execute(self, turn: int, index: int, code: str) -> Cell:
         self.tree.publish(CodeStarted(**self._ev(), turn=turn, cell=index, code=code))
