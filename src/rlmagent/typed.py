@@ -197,7 +197,7 @@ def _schema_spec(schema: dict[str, Any]) -> OutputSpec:
             "(#/...) are resolved, nothing is fetched; put the referenced schema inline"
         )
     from referencing import Registry
-    from referencing.exceptions import NoSuchResource
+    from referencing.exceptions import NoSuchResource, Unresolvable
 
     def no_fetching(uri: str) -> Any:
         raise NoSuchResource(ref=uri)
@@ -205,7 +205,13 @@ def _schema_spec(schema: dict[str, Any]) -> OutputSpec:
     validator = validator_cls(schema, registry=Registry(retrieve=no_fetching))
 
     def validate(data: Any) -> Any:
-        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+        try:
+            errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+        except Unresolvable as exc:  # found only when validation reaches the $ref
+            raise UsageError(
+                f"output_type's JSON Schema has a $ref that does not resolve: {exc}"
+            ) from None
+
         if not errors:
             return data
         lines = []

@@ -197,6 +197,9 @@ def test_a_schema_with_local_references_validates():
     assert spec.check('["Ann", "Bo"]') == ["Ann", "Bo"]
     with pytest.raises(Exception, match="is too short"):
         spec.check('["A"]')
+    broken = output_spec({"type": "array", "items": {"$ref": "#/$defs/missing"}})
+    with pytest.raises(UsageError, match="does not resolve"):
+        broken.check('["Ann"]')
 
 
 def test_reading_final_text():
