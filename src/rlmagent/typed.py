@@ -200,9 +200,10 @@ def _schema_spec(schema: dict[str, Any]) -> OutputSpec:
     from referencing.exceptions import NoSuchResource, Unresolvable
 
     def no_fetching(uri: str) -> Any:
-        raise NoSuchResource(ref=uri)
+        raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class
 
-    validator = validator_cls(schema, registry=Registry(retrieve=no_fetching))
+    registry: Any = Registry(retrieve=no_fetching)  # type: ignore[call-arg]
+    validator = validator_cls(schema, registry=registry)
 
     def validate(data: Any) -> Any:
         try:
@@ -252,7 +253,7 @@ def _compatible(tp: Any) -> Any:
         return tp
     import typing_extensions
 
-    if typing.is_typeddict(tp) and not isinstance(tp, typing_extensions._TypedDictMeta):
+    if typing.is_typeddict(tp) and type(tp).__module__ == "typing":
         hints = typing.get_type_hints(tp)
         required = tp.__required_keys__
         fields = {

@@ -114,6 +114,7 @@ def load_contexts(args: argparse.Namespace, stdin: Any = None) -> Loaded:
     encoding = _check_encoding(args.encoding)
     loaded = Loaded()
     for value in args.context or []:
+        context: Any
         if value == "-":
             name, context = "stdin", _read_stdin(stdin or sys.stdin, encoding)
         else:
