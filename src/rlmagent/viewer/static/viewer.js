@@ -476,7 +476,8 @@
     document.title = "RLM · " + oneLine(DATA.title, 80);
     if (!root) { app.appendChild(el("h1", { text: "This trajectory holds no run yet." })); return; }
     var header = el("header", { id: "summary" });
-    header.appendChild(el("h1", { id: "question", title: root.question, text: oneLine(root.question, 400) }));
+    var asked = (DATA.questions || []).length;
+    header.appendChild(el("h1", { id: "question", title: root.question, text: asked > 1 ? DATA.title : oneLine(root.question, 400) }));
     var badges = el("div", { cls: "badges" });
     badges.appendChild(DATA.complete ? el("span", { cls: "badge ok", text: "complete" }) : el("span", { cls: "badge warn", text: "incomplete: the run stopped before its end" }));
     if (DATA.truncated) badges.appendChild(el("span", { cls: "badge warn", text: "last line cut short" }));
@@ -489,16 +490,18 @@
     var ans = el("div", { id: "answer", cls: "card answer" + (root.answer === null ? (root.error ? " failed" : " missing") : "") });
     ans.appendChild(el("div", { cls: "muted", text: "Answer" }));
     ans.appendChild(root.answer !== null ? textBlock(root.answer, "final-answer") : el("div", { cls: "muted", text: root.error ? "No answer: " + root.error : "No answer on file." }));
-    header.appendChild(ans);
+    if (asked <= 1) header.appendChild(ans);
     var usage = DATA.usage;
     var stats = el("div", { cls: "stats", id: "stats" });
-    stats.appendChild(stat(int(root.turns.length), "turns"));
+    if (asked > 1) stats.appendChild(stat(int(asked), "questions"));
+    stats.appendChild(stat(int(asked > 1 ? DATA.questions.reduce(function (n, id) { return n + RUNS[id].turns.length; }, 0) : root.turns.length), "turns"));
     stats.appendChild(stat(int(CALLS.length), "sub-calls" + (failed ? " (" + failed + " failed)" : "")));
     stats.appendChild(stat(int(usage.calls), "model calls"));
     stats.appendChild(stat(int(usage.prompt_tokens + usage.completion_tokens), "tokens (" + int(usage.prompt_tokens) + " in)"));
     stats.appendChild(stat(cost(usage.cost_usd), "cost"));
     stats.appendChild(stat(secs((root.end || DATA.t1) - root.start), "elapsed"));
-    if (DATA.runs.length > 1) stats.appendChild(stat(int(DATA.runs.length - 1), "child runs"));
+    var roots = Math.max(asked, 1);
+    if (DATA.runs.length > roots) stats.appendChild(stat(int(DATA.runs.length - roots), "child runs"));
     header.appendChild(stats);
     var ctx = root.context || {};
     header.appendChild(el("div", { cls: "muted", text: "context: " + (ctx.type || "?") + (ctx.chars !== undefined ? " · " + plural(ctx.chars, "char") : "") +
@@ -513,9 +516,21 @@
     app.appendChild(el("h2", { text: "Turns" }));
     var tree = el("section", { id: "tree" });
     app.appendChild(tree);
-    renderRun(root, tree);
+    var questions = (DATA.questions || []).map(function (id) { return RUNS[id]; }).filter(Boolean);
+    if (questions.length > 1) {  // a session: each question is a root run, in order
+      questions.forEach(function (q, k) {
+        var box = el("div", { cls: "card question", id: "question-" + (k + 1) });
+        box.appendChild(el("h3", { title: q.question, text: "Question " + (k + 1) + ": " + oneLine(q.question, 300) }));
+        box.appendChild(q.answer !== null ? textBlock(q.answer, "final-answer") :
+          el("div", { cls: "muted", text: q.error ? "No answer: " + q.error : "No answer on file." }));
+        renderRun(q, box);
+        tree.appendChild(box);
+      });
+    } else {
+      renderRun(root, tree);
+    }
     DATA.runs.forEach(function (r) {  // runs whose parent call is not on file
-      if (r !== root && !(r.parent && CALLS.some(function (c) { return c.id === r.parent; }))) {
+      if (questions.indexOf(r) < 0 && r !== root && !(r.parent && CALLS.some(function (c) { return c.id === r.parent; }))) {
         var box = el("div", { cls: "card child" }, el("div", { cls: "muted", text: "Run " + r.id + " (parent " + (r.parent || "none") + ")" }));
         renderRun(r, box);
         tree.appendChild(box);
