@@ -1,0 +1,88 @@
+"""``rlm mcp``: an MCP server (stdio, or streamable HTTP on loopback) with RLM tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlmagent.cli.serve import add_server_options, build_backend, check_server_args
+from rlmagent.errors import RLMError, UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "mcp", help="serve RLM tools to MCP clients (stdio; --http for streamable HTTP)"
+    )
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="files may be read only under DIR (repeatable; default: the current directory)",
+    )
+    parser.add_argument(
+        "--max-file-mb", type=float, default=64.0, metavar="MB", help="largest file read"
+    )
+    parser.add_argument(
+        "--http", action="store_true", help="streamable HTTP on 127.0.0.1 instead of stdio"
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port of --http (default 8765)")
+    parser.add_argument("--max-sessions", type=int, default=8, metavar="N")
+    parser.add_argument("--session-ttl", type=float, default=1800.0, metavar="S")
+    parser.add_argument("--max-concurrent-runs", type=int, default=4, metavar="N")
+    add_server_options(parser)
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        return _serve(args)
+    except UsageError as exc:
+        print(f"rlm: error: {exc}", file=sys.stderr)
+        return 2
+    except RLMError as exc:
+        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(
+            f"rlm mcp needs the 'mcp' extra: pip install 'rlmagent[mcp]' ({exc})", file=sys.stderr
+        )
+        return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    check_server_args(args)
+    import anyio
+
+    from rlmagent.serve.mcp_server import RLMTools, create_server
+    from rlmagent.serve.paths import AllowedDirs, PathRefused
+
+    try:
+        allowed = AllowedDirs.of(args.allow_dir or ["."], int(args.max_file_mb * 2**20))
+    except PathRefused as exc:
+        raise UsageError(str(exc)) from None
+    tools = RLMTools(
+        build_backend(args),
+        allowed,
+        max_sessions=args.max_sessions,
+        ttl_s=args.session_ttl,
+        max_runs=args.max_concurrent_runs,
+    )
+    server = create_server(tools)
+
+    async def main() -> None:
+        try:
+            if args.http:
+                print(
+                    f"rlm mcp: streamable HTTP on http://127.0.0.1:{args.port}/mcp",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await server.run_streamable_http_async(host="127.0.0.1", port=args.port)
+            else:
+                await server.run_stdio_async()
+        finally:
+            await tools.sessions.close_all()
+
+    anyio.run(main)
+    return 0
