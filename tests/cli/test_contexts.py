@@ -70,7 +70,7 @@ def test_context_given_more_than_once_holds_every_one_by_name(tmp_path, capsys):
     d.mkdir()
     (d / "x.md").write_text("# x\n")
     try:
-        code = rlm("q", "-c", str(a), "-c", str(b), "--context", str(d), "--model", "fakemany:m")
+        code = rlm("q", "-c", str(a), "-c", str(b), "--context", f"{d}/", "--model", "fakemany:m")
     finally:
         unregister_engine("fakemany")
     out, err = capsys.readouterr()

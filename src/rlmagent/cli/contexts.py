@@ -119,7 +119,7 @@ def load_contexts(args: argparse.Namespace, stdin: Any = None) -> Loaded:
             name, context = "stdin", _read_stdin(stdin or sys.stdin, encoding)
         else:
             path = Path(value)
-            name = value
+            name = value.rstrip("/") or value
             if path.is_dir():
                 context = _read_dir(path, args, encoding, loaded.notes)
             elif path.is_file():
