@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from rlmagent.cli.serve import add_server_options, build_backend, check_server_args
+from rlmagent.cli.serve import add_server_options, bind, build_backend, check_server_args
 from rlmagent.errors import RLMError, UsageError
 
 
@@ -26,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--http", action="store_true", help="streamable HTTP on 127.0.0.1 instead of stdio"
     )
-    parser.add_argument("--port", type=int, default=8765, help="port of --http (default 8765)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port of --http (default 8765; 0: any)"
+    )
     parser.add_argument("--max-sessions", type=int, default=8, metavar="N")
     parser.add_argument("--session-ttl", type=float, default=1800.0, metavar="S")
     parser.add_argument("--max-concurrent-runs", type=int, default=4, metavar="N")
@@ -73,12 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         try:
             if args.http:
-                print(
-                    f"rlm mcp: streamable HTTP on http://127.0.0.1:{args.port}/mcp",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                await server.run_streamable_http_async(host="127.0.0.1", port=args.port)
+                await _serve_http(server, args.port)
             else:
                 await server.run_stdio_async()
         finally:
@@ -86,3 +84,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     anyio.run(main)
     return 0
+
+
+async def _serve_http(server: Any, port: int) -> None:
+    """Streamable HTTP at ``/mcp`` on 127.0.0.1 only (the SDK's DNS-rebinding checks on)."""
+    import uvicorn
+
+    sock = bind("127.0.0.1", port)
+    shown = sock.getsockname()[1]
+    print(f"rlm mcp: streamable HTTP on http://127.0.0.1:{shown}/mcp", file=sys.stderr, flush=True)
+    app = server.streamable_http_app(host="127.0.0.1")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    await uvicorn.Server(config).serve(sockets=[sock])

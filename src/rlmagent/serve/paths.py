@@ -79,7 +79,7 @@ class AllowedDirs:
             raise PathRefused(f"{name!r} does not exist") from None
         except OSError as exc:
             raise PathRefused(f"{name!r} cannot be opened: {exc.strerror or exc}") from None
-        with os.fdopen(fd, "rb") as f:
+        try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
@@ -91,6 +91,10 @@ class AllowedDirs:
                 raise PathRefused(
                     f"{name!r} is {info.st_size:,} bytes, over the limit of {self.max_file_bytes:,}"
                 )
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "rb") as f:
             data = f.read(self.max_file_bytes + 1)
         if len(data) > self.max_file_bytes:
             raise PathRefused(f"{name!r} is over the limit of {self.max_file_bytes:,} bytes")
