@@ -37,6 +37,7 @@ PLANS: dict[str, list[str]] = {
     "recall": ["```repl\nprint(secret)\nFINAL(secret)\n```"],
     "slow": ["```repl\nimport time\ntime.sleep(1.5)\nprint('slept')\nFINAL('slept')\n```"],
     "hang": ["```repl\nimport time\nprint('sleeping')\ntime.sleep(300)\nFINAL('never')\n```"],
+    "names": ["```repl\nprint(sorted(contexts))\nFINAL(','.join(sorted(contexts)))\n```"],
     "json": ['```repl\nprint(len(context))\nFINAL(\'{"count": 3, "names": ["a", "b"]}\')\n```'],
 }
 _PLAN = re.compile(r"\[\[plan:(\w+)\]\]")

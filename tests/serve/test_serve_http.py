@@ -420,3 +420,88 @@ def test_the_key_can_come_from_the_environment(model_server):
             server.client(api_key=API_KEY).models.list()
     finally:
         server.stop()
+
+
+def test_named_contexts_reach_the_repl(client):
+    response = client.chat.completions.create(
+        model="rlm",
+        messages=[{"role": "user", "content": "[[plan:names]] which contexts?"}],
+        extra_body={"rlm": {"context": "main", "contexts": {"notes": "n", "log": ["a", "b"]}}},
+    )
+    assert response.choices[0].message.content == "context,log,notes"
+
+
+def test_a_busy_session_answers_409(served: Served, client):
+    raw = client.chat.completions.with_raw_response.create(
+        model="rlm",
+        messages=[{"role": "user", "content": "[[plan:len]] open"}],
+        extra_body={"rlm": {"session": "new", "context": "c"}},
+    )
+    sid = raw.headers["x-rlm-session"]
+    errors: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            served.client().chat.completions.create(
+                model="rlm",
+                messages=[{"role": "user", "content": "[[plan:slow]] wait"}],
+                extra_body={"rlm": {"session": sid}},
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=slow)
+    first.start()
+    try:
+        assert _wait_for(lambda: httpx.get(f"{served.root}/health").json()["runs"] >= 1)
+        with pytest.raises(openai.ConflictError) as busy:
+            client.chat.completions.create(
+                model="rlm",
+                messages=[{"role": "user", "content": "[[plan:len]] now"}],
+                extra_body={"rlm": {"session": sid}},
+            )
+        assert busy.value.body["code"] == "session_busy"
+    finally:
+        first.join(60)
+        httpx.delete(
+            f"{served.url}/rlm/sessions/{sid}", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+    assert errors == []
+
+
+def test_an_upstream_failure_is_502(client, model_server):
+    from engines.fake_server import Fault
+
+    model_server.reset()
+    model_server.push(Fault.error(400))  # not retried by the engine
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(
+            model="rlm", messages=[{"role": "user", "content": "[[plan:len]] q"}]
+        )
+    model_server.reset()
+    assert failed.value.status_code == 502
+    assert failed.value.body["code"] == "upstream_error"
+
+
+def test_an_idle_session_expires_and_its_sandbox_is_killed(model_server):
+    server = start_serve(model_server, "--session-ttl", "1")
+    try:
+        client = server.client(api_key="unused")  # no key on this server
+        raw = client.chat.completions.with_raw_response.create(
+            model="rlm",
+            messages=[{"role": "user", "content": "[[plan:remember]] keep"}],
+            extra_body={"rlm": {"session": "new", "context": "word kiwi"}},
+        )
+        sid = raw.headers["x-rlm-session"]
+        workers = sandbox_processes(server.proc.pid)
+        assert workers, "a live session keeps its sandbox"
+        assert _wait_for(lambda: not alive(workers), 15), "the idle session's sandbox is alive"
+        assert httpx.get(f"{server.root}/health").json()["sessions"] == 0
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(
+                model="rlm",
+                messages=[{"role": "user", "content": "[[plan:recall]] q"}],
+                extra_body={"rlm": {"session": sid}},
+            )
+    finally:
+        server.stop()
