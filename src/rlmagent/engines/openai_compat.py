@@ -16,8 +16,12 @@ llamacpp    http://localhost:8080/v1         LLAMACPP_API_KEY (o) 0.0
 lmstudio    http://localhost:1234/v1         LMSTUDIO_API_KEY (o) 0.0
 =========== ================================ ==================== =========
 
-Servers you run yourself need no key (a placeholder is sent) and cost 0.0 unless you
-pass ``prices=``. For OpenAI, ``max_tokens`` is sent as ``max_completion_tokens``, and
+``base_url`` may be a list: one engine over several servers of the same model, each
+request to the one with the fewest in flight, failing ones out for a while
+(:mod:`rlmagent.engines.endpoints`).
+
+Servers you run yourself need no key (a placeholder is sent) and cost 0.0 unless you pass
+``prices=``. For OpenAI, ``max_tokens`` is sent as ``max_completion_tokens``, and
 reasoning models (the o-series, gpt-5 and later), which accept only their default
 temperature, are sent none. Extra keyword arguments of ``generate`` (``stop``,
 ``top_p``, ``seed``, ``reasoning_effort``, a server's own fields...) go into the request
@@ -233,6 +237,19 @@ class OpenAICompatEngine(SDKEngine):
 
 def _preset_factory(name: str) -> Callable[..., OpenAICompatEngine]:
     def factory(model: str, **options: Any) -> OpenAICompatEngine:
+        urls = options.get("base_url")
+        if isinstance(urls, list | tuple):  # several servers: one engine over them all
+            if not urls or not all(isinstance(u, str) and u for u in urls):
+                raise UsageError(f"base_url must be a URL or a list of URLs, got {urls!r}")
+            if len(urls) > 1:
+                from rlmagent.engines.endpoints import MultiEndpointEngine
+
+                engines = [
+                    OpenAICompatEngine(model, preset=name, **{**options, "base_url": url})
+                    for url in urls
+                ]
+                return MultiEndpointEngine(engines)  # type: ignore[return-value]
+            options = {**options, "base_url": urls[0]}
         return OpenAICompatEngine(model, preset=name, **options)
 
     signature = inspect.signature(OpenAICompatEngine.__init__)
