@@ -149,6 +149,21 @@ class Session:
         calls, tokens, cost, seconds = self._spent
         return {"calls": calls, "tokens": tokens, "cost_usd": cost, "seconds": seconds}
 
+    @property
+    def context_info(self) -> dict[str, dict[str, Any]]:
+        """Each context's description (type, size, preview), by name."""
+        return {name: dict(info) for name, info in self._descriptions.items()}
+
+    def reset(self) -> None:
+        """A fresh REPL and an empty history over the same contexts (the variables go);
+        usage, the session's budget and its trajectory carry on."""
+        self._check_open()
+        if self.busy:
+            raise UsageError("reset() while a question is running: wait for it first")
+        self._repl.close()
+        self._repl = Repl(self.settings.sandbox)
+        self._history = []
+
     def add_context(self, name: str, value: Any) -> None:
         """Add a context (str, list, dict or Path, as ``context``) under ``name``; the
         REPL has it in ``contexts[name]`` from the next question on."""

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("run", "demo", "bench", "view", "runs", "serve", "mcp")
+COMMAND_MODULES: tuple[str, ...] = ("run", "chat", "demo", "bench", "view", "runs", "serve", "mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:
