@@ -10,6 +10,7 @@ Child runs (recursion) are not drawn turn by turn; their calls and tokens are co
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,37 @@ DEFAULT_OUTPUT_LINES = 4
 """Lines of a cell's output shown."""
 DEFAULT_LINE_CHARS = 120
 """Characters of one shown line before it is cut."""
+
+
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+    "\u2066-\u2069\ud800-\udfff]"
+)
+"""What a terminal could act on: C0 controls but tab and newline (ESC starts every escape
+sequence: CSI, OSC 52 clipboard writes, title changes, screen clears), DEL, C1 controls
+(8-bit CSI and OSC), bidirectional overrides, line separators, lone surrogates."""
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to write to a terminal: every character a terminal could act on
+    (see ``_UNSAFE``) shown as its escape (``\\x1b``, ``\\u202e``), newlines and tabs
+    kept, a Windows line end shown as a newline. Text from the sandbox and the models is
+    data: it goes through this before the console, or the CLI, prints it."""
+    if "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    return _UNSAFE.sub(_escaped, text)
+
+
+def printable_json(text: str) -> str:
+    """JSON text (``json.dumps(..., ensure_ascii=False)``) with the same characters as
+    :func:`printable` written as JSON escapes (``\\u001b``): it decodes to the same
+    value, and a terminal shows it as text."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def shorten(text: str, max_lines: int, max_chars: int = DEFAULT_LINE_CHARS) -> str:
@@ -125,13 +157,16 @@ class ConsoleProgress:
     # ------------------------------------------------------------------ output helpers
 
     def _print(self, renderable: str | RenderableType, style: str | None = None) -> None:
+        """Print one line or renderable; a str is data: printed through ``printable``."""
         if self.plain:  # never a style, markup or wrap: plain lines for pipes and files
             text = renderable.plain if isinstance(renderable, Text) else str(renderable)
-            self.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+            self.console.print(
+                printable(text), markup=False, highlight=False, emoji=False, soft_wrap=True
+            )
             return
         target = self._progress.console if self._progress is not None else self.console
         if isinstance(renderable, str):
-            renderable = Text(renderable, style=style or "")
+            renderable = Text(printable(renderable), style=style or "")
         target.print(renderable)
 
     def _status_text(self) -> str:
@@ -220,14 +255,14 @@ class ConsoleProgress:
         if self.quiet:
             return
         self._start_live()
-        question = shorten(e.question, 1, 100)
+        question = shorten(printable(e.question), 1, 100)
         self._print(f"RLM run: {question}", style="bold")
         models = e.model if e.sub_model in ("", e.model) else f"{e.model}, sub-calls {e.sub_model}"
         self._print(f"model {models}", style="dim")
 
     def _on_code_started(self, e: ev.CodeStarted) -> None:
         self._cell_calls = self._cell_failures = 0
-        code = shorten(e.code, self.code_lines)
+        code = shorten(printable(e.code), self.code_lines)
         if self.plain:
             self._print(f"cell {e.cell}:\n" + "\n".join("    " + ln for ln in code.splitlines()))
         else:
@@ -249,10 +284,11 @@ class ConsoleProgress:
             parts.append("FINAL")
         self._print(f"  → cell {e.cell} ran in " + ", ".join(parts), style="dim")
         if r.output.strip():
-            shown = shorten(r.output, DEFAULT_OUTPUT_LINES)
+            shown = shorten(printable(r.output), DEFAULT_OUTPUT_LINES)
             self._print("\n".join("  │ " + ln for ln in shown.splitlines()))
         if r.error:
-            last = r.error.strip().splitlines()[-1] if r.error.strip() else r.error
+            error = printable(r.error).strip()
+            last = error.splitlines()[-1] if error else ""
             self._print(f"  ✗ error: {shorten(last, 1)}", style="bold red")
 
     def _on_batch_started(self, e: ev.BatchStarted) -> None:
@@ -302,17 +338,14 @@ class ConsoleProgress:
             self._print(f"run failed: {e.error}", style="bold red")
         if e.result is None or e.error is not None or not self.show_answer:
             return
+        answer = printable(e.result.content)
         if self.quiet or self.plain:
             prefix = "" if self.quiet else "answer: "
             self.console.print(
-                prefix + e.result.content,
-                markup=False,
-                highlight=False,
-                emoji=False,
-                soft_wrap=True,
+                prefix + answer, markup=False, highlight=False, emoji=False, soft_wrap=True
             )
         else:
-            self.console.print(Panel(Text(e.result.content), title="answer", expand=False))
+            self.console.print(Panel(Text(answer), title="answer", expand=False))
 
     def close(self) -> None:
         """Stop the live display if it is still up (a run that raised). Safe twice."""

@@ -91,10 +91,18 @@ class BatchEnded(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class SubCallStarted(Event):
+    """A sub-call began. ``prompt`` is kept to :data:`rlmagent.types.RECORD_CHARS`;
+    ``prompt_chars`` is its full length (None given: the length of ``prompt``)."""
+
     call_id: str
     prompt: str
     model: str
     batch_id: str | None = None
+    prompt_chars: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt_chars is None:
+            object.__setattr__(self, "prompt_chars", len(self.prompt))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,13 +149,20 @@ class EventBus:
     """Thread-safe publish/subscribe of :class:`Event` objects.
 
     Subscribers are called synchronously, in subscription order, on the publishing
-    thread. A subscriber that raises does not break the run: the error is reported as a
-    ``RuntimeWarning`` and the other subscribers still get the event.
+    thread. A subscriber that raises does not break the run, and the other subscribers
+    still get the event. Its first failure is reported once, loudly: a ``RuntimeWarning``
+    with the traceback and a :class:`Notice` event (which the console and the trace
+    show) naming the subscriber and the event it lost. Later failures of the same
+    subscriber are counted in :attr:`lost` (subscriber -> event type -> count), and when
+    a root run ends the events it missed since are reported once more, as a count.
     """
 
     def __init__(self) -> None:
         self._subscribers: list[tuple[Subscriber, tuple[type[Event], ...]]] = []
         self._lock = threading.RLock()
+        self.lost: dict[str, dict[str, int]] = {}
+        """Events each failing subscriber did not get, by event type (its ``repr`` keys)."""
+        self._unreported: dict[str, int] = {}
 
     def subscribe(self, fn: Subscriber, *types: type[Event]) -> Callable[[], None]:
         """Call ``fn`` for every event (or only for ``types``). Returns an unsubscribe."""
@@ -171,8 +186,45 @@ class EventBus:
             try:
                 fn(event)
             except Exception:
-                warnings.warn(
-                    f"event subscriber {fn!r} failed:\n{traceback.format_exc()}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                self._failed(fn, event)
+        if isinstance(event, RunEnded) and event.parent_id is None:
+            self._report_lost()
+
+    def _failed(self, fn: Subscriber, event: Event) -> None:
+        name = _name(fn)
+        kind = type(event).__name__
+        with self._lock:
+            first = name not in self.lost
+            counts = self.lost.setdefault(name, {})
+            counts[kind] = counts.get(kind, 0) + 1
+            if not first:
+                self._unreported[name] = self._unreported.get(name, 0) + 1
+        if not first:
+            return
+        message = (
+            f"event subscriber {name} failed on a {kind} event and did not get it; its "
+            "later failures are counted in EventBus.lost and reported when the run ends"
+        )
+        details = traceback.format_exc(limit=-8)
+        self.publish(Notice(run_id=event.run_id, depth=event.depth, message=message))
+        warnings.warn(f"{message}:\n{details}", RuntimeWarning, stacklevel=3)
+
+    def _report_lost(self) -> None:
+        with self._lock:
+            unreported, self._unreported = self._unreported, {}
+        for name, count in unreported.items():
+            kinds = ", ".join(f"{k} x{n}" for k, n in sorted(self.lost[name].items()))
+            warnings.warn(
+                f"event subscriber {name} missed {count} more event(s) after its first "
+                f"failure; everything it missed: {kinds}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+def _name(fn: Subscriber) -> str:
+    try:
+        text = repr(fn)
+    except Exception:
+        text = f"<{type(fn).__name__}>"
+    return text if len(text) <= 200 else text[:200] + "...>"

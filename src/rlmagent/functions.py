@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlmagent import operators
+from rlmagent.sandbox.protocol import shown
 
 MAX_BATCH_SIZE = 10_000
 ERROR_PREFIX = "Error: "
@@ -78,12 +79,14 @@ def arguments(
     fn: str, names: tuple[str, ...], args: list[Any], kwargs: dict[str, Any]
 ) -> list[Any]:
     """Bind ``args`` / ``kwargs`` to ``names`` (the first required, the rest default None)."""
-    unknown = sorted(set(kwargs) - set(names))
+    unknown = [n for n in kwargs if n not in names]
     if unknown or len(args) > len(names):
-        shown = ", ".join(repr(n) for n in names)
-        raise TypeError(
-            f"{fn}() takes {shown}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        takes = ", ".join(repr(n) for n in names)
+        named = ", ".join(  # text from the worker: never all of it
+            n if n.isidentifier() and len(n) <= 40 else shown(n, 40) for n in unknown[:5]
         )
+        more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+        raise TypeError(f"{fn}() takes {takes}" + (f"; unknown: {named}{more}" if unknown else ""))
     values: list[Any] = list(args) + [None] * (len(names) - len(args))
     for index, name in enumerate(names):
         if name in kwargs:

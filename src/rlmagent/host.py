@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -46,10 +47,20 @@ from rlmagent.functions import (
     with_context,
 )
 from rlmagent.sandbox.base import FunctionSpec, check_context
+from rlmagent.sandbox.protocol import shown
 from rlmagent.settings import RunSettings
 from rlmagent.tools import Tool, bind_arguments, to_json_value
 from rlmagent.tree import Tree
-from rlmagent.types import AgentResult, Step, SubCall, TokenUsage
+from rlmagent.types import (
+    RECORD_CHARS,
+    RUN_RECORD_CHARS,
+    SHORT_RECORD_CHARS,
+    AgentResult,
+    Step,
+    SubCall,
+    TokenUsage,
+    record_text,
+)
 
 
 class ChildRun(Protocol):
@@ -93,6 +104,7 @@ class HostFunctions:
         self._notes: list[str] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._kept = 0  # characters of prompts and answers kept in this run's records
 
     def _ev(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "depth": self.depth, "parent_id": self.parent_id}
@@ -175,7 +187,7 @@ class HostFunctions:
             return await self.rlm_batch(items)
         if name in self.tools:
             return await self.call_tool(self.tools[name], args, kwargs)
-        raise NameError(f"no host function named {name!r}")
+        raise NameError(f"no host function named {shown(name)}")
 
     # -- sub-calls ----------------------------------------------------------------------
 
@@ -225,35 +237,59 @@ class HostFunctions:
         )
         return completion.content
 
+    def _keep(self, text: str) -> str:
+        """``text`` as this run's records keep it: to ``RECORD_CHARS``, and to
+        ``SHORT_RECORD_CHARS`` once the run has kept ``RUN_RECORD_CHARS`` in all."""
+        limit = RECORD_CHARS if self._kept < RUN_RECORD_CHARS else SHORT_RECORD_CHARS
+        kept = record_text(text, limit)
+        self._kept += len(kept)
+        return kept
+
     def _start(
         self, prompt: str, model: str, batch_id: str | None
     ) -> tuple[str, Callable[..., None]]:
-        """Publish a sub-call's start; its id, and ``record(**outcome)`` for its end."""
+        """Publish a sub-call's start; its id, and ``record(**outcome)`` for its end.
+        Events and records hold the prompt cut (``_keep``) and its full length."""
         call_id = self.tree.new_id("call-")
+        kept = self._keep(prompt)
         self.tree.publish(
             SubCallStarted(
-                **self._ev(), call_id=call_id, prompt=prompt, model=model, batch_id=batch_id
+                **self._ev(),
+                call_id=call_id,
+                prompt=kept,
+                prompt_chars=len(prompt),
+                model=model,
+                batch_id=batch_id,
             )
         )
         record = functools.partial(
-            self._record, call_id, prompt, model, batch_id, time.time(), time.monotonic()
-        )
+            self._record, call_id, kept, len(prompt), model, batch_id, time.time(),
+            time.monotonic(),
+        )  # fmt: skip
         return call_id, record
 
     def _record(
         self,
         call_id: str,
         prompt: str,
+        prompt_chars: int,
         model: str,
         batch_id: str | None,
         started: float,
         t0: float,
+        *,
+        answer: str | None,
+        error: str | None = None,
         **outcome: Any,
     ) -> None:
-        """Keep one finished sub-call (``outcome``: answer, error, usage...) and publish it."""
+        """Keep one finished sub-call (``outcome``: usage, cost...) and publish it."""
         call = SubCall(
             call_id=call_id,
             prompt=prompt,
+            prompt_chars=prompt_chars,
+            answer=None if answer is None else self._keep(answer),
+            answer_chars=0 if answer is None else len(answer),
+            error=None if error is None else record_text(error),
             model=model,
             depth=self.depth + 1,
             started_at=started,
@@ -365,9 +401,9 @@ class HostFunctions:
                 ToolCalled(
                     **self._ev(),
                     name=tool.name,
-                    arguments=bound,
+                    arguments=_kept_arguments(bound),
                     result=None,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=record_text(f"{type(exc).__name__}: {exc}"),
                     latency_s=time.monotonic() - t0,
                 )
             )
@@ -376,12 +412,27 @@ class HostFunctions:
             ToolCalled(
                 **self._ev(),
                 name=tool.name,
-                arguments=bound,
+                arguments=_kept_arguments(bound),
                 result=str(result)[:2000],
                 latency_s=time.monotonic() - t0,
             )
         )
         return result
+
+
+def _kept_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments as its event keeps them: a string, or a value whose JSON,
+    longer than ``RECORD_CHARS``, is kept as that JSON cut (``record_text``)."""
+    kept: dict[str, Any] = {}
+    for key, value in arguments.items():
+        if isinstance(value, str):
+            kept[key] = record_text(value)
+        elif value is None or isinstance(value, bool | int | float):
+            kept[key] = value
+        else:
+            text = json.dumps(value, ensure_ascii=False, default=repr)
+            kept[key] = value if len(text) <= RECORD_CHARS else record_text(text)
+    return kept
 
 
 def _describe(exc: BaseException) -> str:

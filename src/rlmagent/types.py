@@ -133,6 +133,25 @@ class ExecResult:
     state_lost: bool = False
 
 
+RECORD_CHARS = 20_000
+"""Longest prompt, answer or error a :class:`SubCall` keeps (and the events and the trace
+file with it): a longer one keeps its first characters and a note; the full length is in
+``prompt_chars`` / ``answer_chars``. The model always gets the whole answer."""
+RUN_RECORD_CHARS = 4_000_000
+"""Characters of prompts and answers one run keeps in its records; past it, each further
+text keeps :data:`SHORT_RECORD_CHARS` (a run's records stay bounded however many calls a
+cell makes)."""
+SHORT_RECORD_CHARS = 500
+
+
+def record_text(text: str, limit: int = RECORD_CHARS) -> str:
+    """``text`` as a record keeps it: whole, or its first ``limit`` characters and a note
+    of how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[... {len(text) - limit:,} more characters not kept]"
+
+
 @dataclass(frozen=True, slots=True)
 class SubCall:
     """One ``llm_query`` / ``llm_batch`` item (or child RLM) made by a code cell.
@@ -141,6 +160,10 @@ class SubCall:
     set to the run it started and ``turns`` to that run's turns; its ``usage`` and
     ``cost_usd`` are the child's totals, and ``cached`` is True when every call of the
     child came from the completion cache.
+
+    ``prompt`` and ``answer`` are kept to :data:`RECORD_CHARS` (see
+    :func:`record_text`); ``prompt_chars`` and ``answer_chars`` are their full lengths
+    (None given: the length of what is kept; ``answer_chars`` 0 without an answer).
     """
 
     call_id: str
@@ -157,6 +180,14 @@ class SubCall:
     batch_id: str | None = None
     child_run_id: str | None = None
     turns: int = 0
+    prompt_chars: int | None = None
+    answer_chars: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt_chars is None:
+            object.__setattr__(self, "prompt_chars", len(self.prompt))
+        if self.answer_chars is None:
+            object.__setattr__(self, "answer_chars", len(self.answer or ""))
 
 
 @dataclass(frozen=True, slots=True)

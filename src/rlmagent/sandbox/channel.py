@@ -5,6 +5,12 @@ stops reading cannot wedge the host in ``write``, one that floods frames is read
 fast as the host consumes them (the pipe applies back-pressure), and anything that is
 not a well-formed frame (see :mod:`rlmagent.sandbox.protocol`) ends the worker.
 There is no reader thread: the thread that runs a cell reads its frames itself.
+
+What it reads is bounded before it is parsed: at most ``max_bytes``
+(:data:`~rlmagent.sandbox.protocol.WORKER_FRAME_BYTES`, 16 MiB) a frame, at most
+``max_items`` array elements and object members and ``max_depth`` levels of nesting
+(:func:`~rlmagent.sandbox.protocol.check_shape`, on the bytes). What it writes may be
+up to :data:`~rlmagent.sandbox.protocol.HOST_FRAME_BYTES` (64 MiB).
 """
 
 from __future__ import annotations
@@ -28,21 +34,33 @@ class Channel:
     The channel owns both descriptors and closes them in :meth:`close`.
     """
 
-    def __init__(self, rx: int, tx: int, *, max_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self,
+        rx: int,
+        tx: int,
+        *,
+        max_bytes: int = protocol.WORKER_FRAME_BYTES,
+        max_items: int = protocol.WORKER_FRAME_ITEMS,
+        max_depth: int = protocol.WORKER_FRAME_DEPTH,
+    ) -> None:
         os.set_blocking(rx, False)
         os.set_blocking(tx, False)
         self.rx, self.tx = rx, tx
         self.max_bytes = max_bytes
+        self.max_items = max_items
+        self.max_depth = max_depth
         self._buffer = bytearray()
         self._poll_in = select.poll()
         self._poll_in.register(rx, select.POLLIN)
         self._poll_out = select.poll()
         self._poll_out.register(tx, select.POLLOUT)
 
-    def send(self, message: dict[str, Any], deadline: float) -> bool:
-        """Write one frame before ``deadline`` (``time.monotonic``); False if the worker
-        is gone or did not read it in time."""
-        data = memoryview(protocol.encode(message))
+    def send(self, message: dict[str, Any] | bytes, deadline: float) -> bool:
+        """Write one frame (a message, or a frame :func:`protocol.encode` made) before
+        ``deadline`` (``time.monotonic``); False if the worker is gone or did not read it
+        in time. A message that does not encode raises (``FrameError``, ``TypeError``)."""
+        frame = message if isinstance(message, bytes) else protocol.encode(message)
+        data = memoryview(frame)
         while data:
             try:
                 data = data[os.write(self.tx, data) :]
@@ -90,13 +108,18 @@ class Channel:
             return None
         (length,) = protocol.HEADER.unpack_from(self._buffer)
         if length > self.max_bytes:
-            return "garbage", f"announced frame of {length} bytes exceeds {self.max_bytes}"
+            return "garbage", f"announced frame of {length:,} bytes exceeds {self.max_bytes:,}"
         if len(self._buffer) < size + length:
             return None
-        body = bytes(self._buffer[size : size + length])
+        with memoryview(self._buffer) as view:  # one copy of the body, not two
+            body = bytes(view[size : size + length])
         del self._buffer[: size + length]
+        if not self._buffer:  # let go of a large frame's room
+            self._buffer = bytearray()
         try:
-            return "frame", protocol.decode(body)
+            return "frame", protocol.decode(
+                body, max_items=self.max_items, max_depth=self.max_depth
+            )
         except protocol.FrameError as exc:
             return "garbage", str(exc)
 

@@ -18,6 +18,15 @@ host -> worker::
      "functions": [{"name", "doc"}], "max_output_chars": int}
     {"type": "exec", "id": int, "code": str}
     {"type": "reply", "id": int, "ok": bool, "value": ..., "error": str}
+
+Limits. A frame from the worker (hostile) is at most :data:`WORKER_FRAME_BYTES` (16 MiB),
+holds at most :data:`WORKER_FRAME_ITEMS` array elements and object members in all and
+nests at most :data:`WORKER_FRAME_DEPTH` levels; the counts are checked on the bytes
+before anything is parsed (:func:`check_shape`), so a frame of millions of empty objects
+is refused without building them. A frame from the host is at most
+:data:`HOST_FRAME_BYTES` (64 MiB): sub-call answers travel that way. The worker applies
+the same limits to what it sends, so model code that asks too much in one call gets an
+error in its cell instead of a dead worker.
 """
 
 from __future__ import annotations
@@ -39,12 +48,71 @@ except ImportError:  # pragma: no cover - not CPython
     _HAVE_C = False
 
 HEADER = struct.Struct(">I")
-MAX_FRAME_BYTES = 64 * 1024 * 1024
-"""Largest frame either side accepts; a larger announced length is a protocol error."""
+HOST_FRAME_BYTES = 64 * 1024 * 1024
+"""Largest frame from the host to the worker (replies carry sub-call answers)."""
+MAX_FRAME_BYTES = HOST_FRAME_BYTES
+"""The default of :func:`encode` and :func:`read_frame` (the host-to-worker limit)."""
+WORKER_FRAME_BYTES = 16 * 1024 * 1024
+"""Largest frame from the worker to the host; a larger announced length ends the worker."""
+WORKER_FRAME_ITEMS = 500_000
+"""Most array elements plus object members a frame from the worker may hold in all."""
+WORKER_FRAME_DEPTH = 100
+"""Deepest nesting of arrays and objects in a frame from the worker."""
 
 
 class FrameError(Exception):
     """A frame was malformed, oversized or not a JSON object with a type."""
+
+
+_TOKENS = None  # compiled on first use: ``re`` costs the worker's start-up
+
+
+def _tokens():  # type: ignore[no-untyped-def]
+    global _TOKENS
+    if _TOKENS is None:
+        import re
+
+        # a whole string (possessive: linear), a lone quote (an unterminated string), or
+        # one structural byte
+        _TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|"|[\[\]{},]', re.DOTALL)
+    return _TOKENS
+
+
+def check_shape(body: bytes, max_items: int, max_depth: int) -> None:
+    """Raise :class:`FrameError` unless the JSON in ``body`` holds at most ``max_items``
+    array elements and object members and nests at most ``max_depth`` levels.
+
+    Counted on the bytes, before parsing: commas and opening brackets outside strings
+    (an upper bound of elements and members). Usually one pass of ``bytes.count``; only
+    a body where those bytes, strings included, pass a limit is tokenized, and that stops
+    at the first count over it. Invalid JSON may pass; the parser refuses it then.
+    """
+    opens = body.count(b"[") + body.count(b"{")
+    if opens + body.count(b",") <= max_items and opens <= max_depth:
+        return
+    items = depth = strings = 0
+    most_strings = 2 * max_items + 2  # keys and values: no valid body holds more
+    for match in _tokens().finditer(body):
+        byte = body[match.start()]
+        if byte == 0x22:  # '"'
+            if match.end() - match.start() == 1:
+                raise FrameError("frame holds an unterminated string")
+            strings += 1
+            if strings > most_strings:
+                raise FrameError(f"frame holds more than {most_strings:,} strings")
+            continue
+        if byte in (0x5B, 0x7B):  # '[' '{'
+            depth += 1
+            if depth > max_depth:
+                raise FrameError(f"frame nests deeper than {max_depth} levels")
+        elif byte in (0x5D, 0x7D):  # ']' '}'
+            depth -= 1
+            continue
+        items += 1
+        if items > max_items:
+            raise FrameError(
+                f"frame holds more than {max_items:,} array elements and object members"
+            )
 
 
 def _not_json(value: object) -> object:
@@ -93,15 +161,31 @@ def loads(text: str) -> Any:
     return value
 
 
-def encode(message: dict[str, Any]) -> bytes:
+def encode(
+    message: dict[str, Any],
+    *,
+    max_bytes: int = MAX_FRAME_BYTES,
+    max_items: int | None = None,
+    max_depth: int = WORKER_FRAME_DEPTH,
+) -> bytes:
+    """One frame: header and body. Raises :class:`FrameError` if the body is over
+    ``max_bytes`` or (with ``max_items``) over the shape limits of :func:`check_shape`;
+    ``TypeError`` / ``ValueError`` for what JSON cannot hold."""
     body = dumps(message).encode("utf-8", "surrogatepass")
-    if len(body) > MAX_FRAME_BYTES:
-        raise FrameError(f"frame of {len(body)} bytes exceeds {MAX_FRAME_BYTES}")
+    if len(body) > max_bytes:
+        raise FrameError(f"frame of {len(body):,} bytes exceeds the limit of {max_bytes:,}")
+    if max_items is not None:
+        check_shape(body, max_items, max_depth)
     return HEADER.pack(len(body)) + body
 
 
-def decode(body: bytes) -> dict[str, Any]:
-    """The message in a frame's body. Raises :class:`FrameError`."""
+def decode(
+    body: bytes, *, max_items: int | None = None, max_depth: int = WORKER_FRAME_DEPTH
+) -> dict[str, Any]:
+    """The message in a frame's body; with ``max_items``, its shape is checked on the
+    bytes first (:func:`check_shape`). Raises :class:`FrameError`."""
+    if max_items is not None:
+        check_shape(body, max_items, max_depth)
     try:
         message = loads(body.decode("utf-8", "surrogatepass"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -109,6 +193,46 @@ def decode(body: bytes) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise FrameError("frame is not a JSON object with a string 'type'")
     return message
+
+
+MAX_REPLY_ERROR_CHARS = 4_000
+"""Longest error text of a reply frame (host error messages are cut to it)."""
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """``repr(text)`` of at most about ``limit`` characters, naming the full length when
+    cut: for putting text the worker sent into a message without echoing all of it."""
+    shown = repr(text[: limit + 1])
+    if len(text) <= limit and len(shown) <= limit + 2:
+        return shown
+    return f"{shown[:limit]}... ({len(text):,} characters)"
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with a note of how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit:,} more characters cut]"
+
+
+def reply_frame(call_id: int, value: Any = None, error: str | None = None) -> bytes:
+    """The host's reply to call ``call_id``, as a frame that always encodes: a value that
+    JSON cannot hold or that does not fit a frame becomes an error reply, and the error
+    text is cut to :data:`MAX_REPLY_ERROR_CHARS`."""
+    if error is None:
+        try:
+            return encode({"type": "reply", "id": call_id, "ok": True, "value": value})
+        except FrameError as exc:
+            error = f"the result does not fit a frame: {exc}"
+        except (TypeError, ValueError, RecursionError) as exc:
+            error = f"the result cannot be sent: {type(exc).__name__}: {clip(str(exc), 200)}"
+    reply = {
+        "type": "reply",
+        "id": call_id,
+        "ok": False,
+        "error": clip(error, MAX_REPLY_ERROR_CHARS),
+    }
+    return encode(reply)
 
 
 def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:

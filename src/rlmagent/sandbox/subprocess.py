@@ -320,7 +320,11 @@ class SubprocessSession:
         cell = self._cell
         worker.limit_cpu(limits.cpu_seconds)
         deadline = started + limits.cell_timeout_s
-        if not worker.channel.send({"type": "exec", "id": cell, "code": code}, deadline):
+        try:  # issue 15: a cell that cannot be sent is an error, not a host exception
+            frame = protocol.encode({"type": "exec", "id": cell, "code": code})
+        except (protocol.FrameError, TypeError, ValueError) as exc:
+            return ExecResult(error=f"the cell cannot be sent to the REPL: {exc}")
+        if not worker.channel.send(frame, deadline):
             return self._lost(f"the REPL process had died ({worker.exit_reason()})", started)
         while True:
             kind, message = worker.channel.receive(deadline)
@@ -344,7 +348,8 @@ class SubprocessSession:
             elif mtype == "done" and message.get("id") == cell:
                 return self._result(message, time.monotonic() - started)
             else:
-                return self._lost(f"the REPL process sent an unexpected {mtype!r} frame", started)
+                shown = protocol.shown(mtype) if isinstance(mtype, str) else repr(mtype)
+                return self._lost(f"the REPL process sent an unexpected {shown} frame", started)
 
     def _why(self, worker: Worker, kind: str, message: Any) -> str:
         if kind == "garbage":
@@ -358,18 +363,24 @@ class SubprocessSession:
             )
         return reason
 
-    def _answer(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, message: dict[str, Any]) -> bytes:
+        """The reply frame to a call: always one that encodes (see protocol.reply_frame);
+        nothing the worker sent is echoed but its call id, an int."""
         call_id = message.get("id")
         method, params = message.get("method"), message.get("params")
-        reply: dict[str, Any] = {"type": "reply", "id": call_id}
+        if not isinstance(call_id, int) or isinstance(call_id, bool) or call_id.bit_length() > 63:
+            call_id, method = 0, None  # refused: an id is never echoed but as an int
         if not isinstance(method, str) or not isinstance(params, dict):
-            return {**reply, "ok": False, "error": "malformed call"}
+            return protocol.reply_frame(call_id, error="malformed call")
         try:
             value = self.handler(method, params)
-            protocol.encode({"value": value})  # must be JSON and fit in a frame
         except Exception as exc:
-            return {**reply, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        return {**reply, "ok": True, "value": value}
+            try:  # reply_frame cuts the text
+                text = f"{type(exc).__name__}: {exc}"
+            except Exception:  # an exception whose str() fails
+                text = type(exc).__name__
+            return protocol.reply_frame(call_id, error=text)
+        return protocol.reply_frame(call_id, value)
 
     def _result(self, message: dict[str, Any], duration: float) -> ExecResult:
         def text(key: str) -> str:

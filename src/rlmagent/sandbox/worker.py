@@ -526,6 +526,32 @@ def harden(options: dict[str, Any]) -> list[str]:
     return applied
 
 
+# -- issue 15: what the worker sends stays within the host's limits ---------------------
+FIT_FINAL_CHARS = 1024 * 1024
+FIT_TEXT_CHARS = 100_000
+
+
+def done_frame(done: dict[str, Any]) -> bytes:
+    """The ``done`` frame; a result over the worker's frame limit is cut to fit (at most
+    6 bytes a character: the answer to ``FIT_FINAL_CHARS``, each text to
+    ``FIT_TEXT_CHARS``) and the error says so."""
+    try:
+        return protocol.encode(done, max_bytes=protocol.WORKER_FRAME_BYTES)
+    except protocol.FrameError as exc:
+        why = f"the cell's result was cut to fit a frame to the host ({exc})"
+    fitted = dict(done)
+    for key in ("output", "stderr", "error"):
+        if isinstance(fitted.get(key), str):
+            fitted[key] = fitted[key][:FIT_TEXT_CHARS]
+    if isinstance(fitted.get("final"), str):
+        fitted["final"] = fitted["final"][:FIT_FINAL_CHARS]
+    fitted["error"] = why + (f"\n{fitted['error']}" if fitted.get("error") else "")
+    return protocol.encode(fitted, max_bytes=protocol.WORKER_FRAME_BYTES)
+
+
+# -- end of issue 15 ------------------------------------------------------------------
+
+
 def main() -> int:
     # Keep private copies of the channel and point fds 0-2 elsewhere, so model code that
     # writes to fd 1 directly cannot corrupt the frame stream by accident.
@@ -548,9 +574,17 @@ def main() -> int:
     def call_host(method: str, params: dict[str, Any]) -> Any:
         with lock:  # one call in flight at a time: replies cannot interleave
             call_id = next(next_id)
-            protocol.write_frame(
-                tx, {"type": "call", "id": call_id, "method": method, "params": params}
-            )
+            try:  # issue 15: a call over the limits fails in the cell, the host never sees it
+                frame = protocol.encode(
+                    {"type": "call", "id": call_id, "method": method, "params": params},
+                    max_bytes=protocol.WORKER_FRAME_BYTES,
+                    max_items=protocol.WORKER_FRAME_ITEMS,
+                )
+            except protocol.FrameError as exc:
+                name = method if len(str(method)) <= 80 else protocol.shown(str(method))
+                raise HostCallError(f"{name}: the call is too large: {exc}") from None
+            tx.write(frame)
+            tx.flush()
             reply = protocol.read_frame(rx)
         if reply is None:
             raise SystemExit(0)
@@ -575,7 +609,8 @@ def main() -> int:
             return 0
         done = repl.run_cell(str(message.get("code", "")))
         done.update(type="done", id=message.get("id"))
-        protocol.write_frame(tx, done)
+        tx.write(done_frame(done))
+        tx.flush()
 
 
 if __name__ == "__main__":

@@ -118,6 +118,55 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)
 
 
+MAX_SAFE_DEPTH = 200
+
+
+def _safe(value: Any, path: tuple[int, ...] = ()) -> Any:
+    """``value`` as data ``json.dumps`` always encodes: containers as lists and dicts
+    with str keys, anything else that is not a JSON scalar as its ``repr`` (or its type
+    name when even that fails); a cycle, or nesting past ``MAX_SAFE_DEPTH``, as a note."""
+    if value is None or isinstance(value, bool | float | str):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 64 else f"<int of {value.bit_length():,} bits>"
+    if id(value) in path:
+        return "<cycle>"
+    if len(path) >= MAX_SAFE_DEPTH:
+        return "<nested too deep to write>"
+    inner = (*path, id(value))
+    if isinstance(value, Mapping):
+        return {_key(k): _safe(v, inner) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_safe(v, inner) for v in value]
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown>"
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    try:
+        return repr(key)
+    except Exception:
+        return f"<{type(key).__name__} that cannot be shown>"
+
+
+def encode_line(data: Mapping[str, Any]) -> str:
+    """One JSON line for ``data``, whatever it holds: lone surrogates stay ``\\udXXX``
+    escapes (the file is written with ``backslashreplace``, which is the JSON escape), and
+    what ``json.dumps`` refuses (a cycle, a huge int, an object whose ``repr`` fails) is
+    written through :func:`_safe` with ``"unencodable"`` naming the problem."""
+    try:
+        return json.dumps(data, ensure_ascii=False, default=_json_default) + "\n"
+    except Exception as exc:  # a default= repr that raised counts too
+        safe = _safe(data)
+        if isinstance(safe, dict):
+            safe["unencodable"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+        return json.dumps(safe, ensure_ascii=False) + "\n"
+
+
 def _version() -> str:
     try:
         return metadata.version("rlmagent")
@@ -139,7 +188,11 @@ class TraceWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        # backslashreplace writes a lone surrogate as its JSON escape (\\ud800): readers
+        # get the same string back, and no event is lost to an encoding error
+        self._file: IO[str] | None = self.path.open(
+            "w", encoding="utf-8", errors="backslashreplace"
+        )
         self.events_written = 0
         self._prompt_on_file: set[str] = set()  # sub-calls whose start line holds the prompt
         header = {
@@ -152,7 +205,7 @@ class TraceWriter:
         self._write(header)
 
     def _write(self, data: Mapping[str, Any]) -> None:
-        line = json.dumps(data, ensure_ascii=False, default=_json_default) + "\n"
+        line = encode_line(data)
         with self._lock:
             if self._file is None:
                 return
@@ -160,7 +213,11 @@ class TraceWriter:
             self._file.flush()
 
     def __call__(self, event: ev.Event) -> None:
-        data = event_to_dict(event)
+        try:
+            data = event_to_dict(event)
+        except Exception as exc:  # never lose an event: write what can be written
+            data = {"type": type(event).__name__, **_safe(_scrub(vars(event)))}
+            data["unencodable"] = f"{type(exc).__name__}: {str(exc)[:500]}"
         if isinstance(event, ev.SubCallStarted):
             self._prompt_on_file.add(event.call_id)
         elif isinstance(event, ev.SubCallEnded) and event.call.call_id in self._prompt_on_file:

@@ -345,6 +345,7 @@ def build_trajectory(
                 "call": SubCall(
                     call_id=e.call_id,
                     prompt=e.prompt,
+                    prompt_chars=e.prompt_chars,
                     answer=None,
                     model=e.model,
                     depth=e.depth + 1,
