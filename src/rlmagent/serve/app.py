@@ -23,9 +23,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive
 
 from rlmagent.events import EventBus
+from rlmagent.serve.asgi import EventStream, disconnected
 from rlmagent.serve.backend import Backend, RunSlots, ServeLimits, cap_budget, run_error
 from rlmagent.serve.errors import ApiError, error_body
 from rlmagent.serve.progress import ProgressFeed
@@ -205,7 +206,7 @@ class _Handler:
             raise
         work = _Work(self, chat, budget, depth, live, started)
         if chat.stream:
-            return _EventStream(work.stream(), headers=work.headers(), on_close=work._finish)
+            return EventStream(work.stream(), headers=work.headers(), on_close=work._finish)
         return await work.answer(request.receive)
 
     def _session_for(self, chat: ChatRequest) -> LiveSession | None:
@@ -289,7 +290,7 @@ class _Work:
     async def answer(self, receive: Receive) -> Response:
         """The whole answer; the run is cancelled if the client disconnects first."""
         run = asyncio.create_task(self._run())
-        watch = asyncio.create_task(_disconnected(receive))
+        watch = asyncio.create_task(disconnected(receive))
         try:
             await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -351,45 +352,3 @@ def _outcome(run: asyncio.Task[AgentResult]) -> AgentResult | ApiError:
     if not isinstance(exc, ApiError):
         log.info("run failed: %s: %s", type(exc).__name__, exc)
     return run_error(exc)
-
-
-async def _disconnected(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-class _EventStream(Response):
-    """A ``text/event-stream`` response that stops its producer when the client leaves."""
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self, body: AsyncIterator[bytes], headers: dict[str, str], on_close: Callable[[], None]
-    ) -> None:
-        self.body_iterator = body
-        self.on_close = on_close
-        self.status_code = 200
-        self.background = None
-        self.init_headers({"Cache-Control": "no-cache", **headers})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def pump() -> None:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        producer = asyncio.create_task(pump())
-        watch = asyncio.create_task(_disconnected(receive))
-        try:
-            await asyncio.wait({producer, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (producer, watch):
-                task.cancel()
-            await asyncio.gather(producer, watch, return_exceptions=True)
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            self.on_close()
