@@ -3,7 +3,8 @@
 A long run (or a long session question) grows the root's messages turn by turn. Before a
 root call whose prompt would not fit the window (``engine.context_window(model)``,
 estimated at 4 characters a token, with room kept for the answer and for the estimate's
-error), :class:`Compactor` compacts the older turns, in two steps:
+error, and calibrated by the prompt tokens the engine reported for the last call),
+:class:`Compactor` compacts the older turns, in two steps:
 
 1. shrink: each older turn keeps its code (cut when long) and its short outputs; a long
    output keeps its first lines and a note of what was removed; a superseded turn (its
@@ -152,44 +153,80 @@ class Compactor:
         """Turns folded into the first message so far."""
         self._first: str | None = None
         self._codes: list[str] = []
+        self.scale = 1.0
+        """Tokens the engine counted per estimated token in the last root call (at least
+        1): code and odd text take more tokens than 4 characters each."""
+
+    def observe(self, messages: list[Message], prompt_tokens: int) -> None:
+        """Calibrate the estimate with the prompt tokens an engine reported for
+        ``messages``."""
+        estimated = estimate_prompt(messages)
+        if estimated > 0 and prompt_tokens > 0:
+            self.scale = max(1.0, prompt_tokens / estimated)
+
+    def size(self, messages: list[Message]) -> int:
+        """The prompt tokens ``messages`` are expected to take (the calibrated estimate)."""
+        return int(estimate_prompt(messages) * self.scale)
 
     def needed(self, messages: list[Message]) -> bool:
-        return estimate_prompt(messages) > self.room
+        return self.size(messages) > self.room
 
     async def fit(self, messages: list[Message]) -> Compaction | None:
         """Compact ``messages`` in place when they would not fit; what was done."""
-        before = estimate_prompt(messages)
+        before = self.size(messages)
         if before <= self.room or len(messages) < 3:
             return None
         if self._first is None:
             self._first = messages[1].get("content", "")
         head, groups = messages[:2], _groups(messages[2:])
         older, latest = groups[:-KEEP_LATEST_TURNS], groups[-KEEP_LATEST_TURNS:]
-        if not older:
-            return None
         base = self.folded + 1
-        shrunk_groups = [
-            _shrink(g, base + i, _superseded(g, groups[i + 1 :])) for i, g in enumerate(older)
-        ]
-        changed = tuple(
-            base + i for i, (a, b) in enumerate(zip(older, shrunk_groups, strict=True)) if a != b
-        )
-        candidate = head + [m for g in shrunk_groups for m in g] + [m for g in latest for m in g]
-        target = int(self.room * TARGET_SHARE)
-        if estimate_prompt(candidate) <= target:
-            messages[:] = candidate
-            return Compaction(changed, (), None, before, estimate_prompt(candidate), self.room)
-        folded = tuple(range(base, base + len(older)))
-        summary = await self._summary(older, folded)
-        self.folded += len(older)
-        if summary is not None:
-            self.summary, self._codes = summary, []
-        else:
-            self._codes.extend(_code_line(base + i, g) for i, g in enumerate(older))
-        first = self._first_with()
-        candidate = [head[0], {**head[1], "content": first}] + [m for g in latest for m in g]
+        latest_base = base + len(older)
+        shrunk: tuple[int, ...] = ()
+        folded: tuple[int, ...] = ()
+        summary = None
+        candidate = messages
+        if older:
+            shrunk_groups = [
+                _shrink(g, base + i, _superseded(g, groups[i + 1 :])) for i, g in enumerate(older)
+            ]
+            shrunk = tuple(
+                base + i
+                for i, (a, b) in enumerate(zip(older, shrunk_groups, strict=True))
+                if a != b
+            )
+            candidate = head + _flat(shrunk_groups) + _flat(latest)
+            if self.size(candidate) > int(self.room * TARGET_SHARE):
+                shrunk, folded = (), tuple(range(base, latest_base))
+                summary = await self._summary(older, folded)
+                self.folded += len(older)
+                if summary is not None:
+                    self.summary, self._codes = summary, []
+                else:
+                    self._codes.extend(_code_line(base + i, g) for i, g in enumerate(older))
+                first = {**head[1], "content": self._first_with()}
+                candidate = [head[0], first, *_flat(latest)]
+        if self.size(candidate) > self.room:  # the latest turns alone do not fit
+            candidate, cut = self._cut_latest(candidate, latest_base)
+            shrunk += cut
         messages[:] = candidate
-        return Compaction((), folded, summary, before, estimate_prompt(candidate), self.room)
+        return Compaction(shrunk, folded, summary, before, self.size(candidate), self.room)
+
+    def _cut_latest(
+        self, messages: list[Message], first_number: int
+    ) -> tuple[list[Message], tuple[int, ...]]:
+        """Shorten the latest turns' long outputs, the last one only as far as needed."""
+        head, groups = messages[:2], _groups(messages[2:])
+        cut = tuple(first_number + i for i in range(len(groups)))
+        kept = [_shrink(g, first_number + i, False) for i, g in enumerate(groups[:-1])]
+        last = groups[-1]
+        rest = head + _flat(kept) + [last[0]]
+        room_chars = int((self.room - self.size(rest)) / self.scale * 4 * 0.9)
+        tail = []
+        for message in last[1:]:
+            limit = max(HEAD_CHARS, room_chars // max(1, len(last) - 1))
+            tail.append({**message, "content": _cut(message.get("content", ""), limit, "output")})
+        return rest + tail, cut
 
     async def _summary(self, older: list[list[Message]], turns: tuple[int, ...]) -> str | None:
         if self.summarise is None:
@@ -216,10 +253,14 @@ class Compactor:
             notes.append(prompts.render("compacted", turns=span, summary=self.summary))
         if self._codes:
             codes = "\n".join(self._codes)
-            while len(codes) > self.room and "\n" in codes:  # the oldest go first
+            while len(codes) > self.room / self.scale and "\n" in codes:  # oldest first
                 codes = codes.split("\n", 1)[1]
             notes.append(prompts.render("compacted_dropped", codes=codes))
         return "\n\n".join([self._first, *notes])
+
+
+def _flat(groups: list[list[Message]]) -> list[Message]:
+    return [m for g in groups for m in g]
 
 
 def _code_line(number: int, group: list[Message]) -> str:

@@ -281,6 +281,8 @@ class Run:
             meter=self.meter,
             final=final,
         )
+        if self.compactor is not None and not completion.cached:
+            self.compactor.observe(messages, completion.usage.prompt_tokens)
         latency = time.monotonic() - t0
         self.tree.publish(
             RootCompletion(**self._ev(), turn=turn, completion=completion, latency_s=latency)

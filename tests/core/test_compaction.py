@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from rlmagent import EventBus, FunctionEngine, RLMAgent
+from rlmagent import Completion, EventBus, FunctionEngine, RLMAgent, TokenUsage
 from rlmagent.budget import estimate_prompt
 from rlmagent.compaction import Compactor, room_for
 from rlmagent.events import Compacted
@@ -98,3 +98,29 @@ def test_nothing_is_compacted_when_it_fits_or_the_window_is_unknown():
     assert asyncio.run(Compactor(8_192, 200, "q", None).fit(list(messages))) is None
     result, _, _, events = scripted_run(3)
     assert events == [] and result.content == "r1-r1"
+
+
+def test_the_estimate_is_calibrated_by_the_prompt_tokens_the_engine_reports():
+    """An engine whose tokenizer counts 2.5 tokens where the estimate says 1: the prompts
+    it reports stay under its window too."""
+    reported: list[int] = []
+
+    def model(messages, name):
+        if len(messages) == 1:
+            return "summary: row_k holds turn k's rows"
+        tokens = int(estimate_prompt(messages) * 2.5)
+        reported.append(tokens)
+        turn = len(reported)
+        code = "FINAL('done')" if turn > 30 else f"row_{turn} = 'x' * 3000\nprint(row_{turn})"
+        return Completion(
+            content=f"```repl\n{code}\n```",
+            model=name,
+            usage=TokenUsage(prompt_tokens=tokens, completion_tokens=20),
+        )
+
+    engine = FunctionEngine(model, context_window=WINDOW)
+    agent = RLMAgent(engine, "m", max_turns=35, max_tokens=MAX_TOKENS, check_answers=False)
+    result = agent.run("q", context="c")
+    assert result.content == "done"
+    assert len(reported) == 31
+    assert max(reported) <= WINDOW - MAX_TOKENS
