@@ -383,14 +383,51 @@ def test_a_client_that_disconnects_mid_stream_has_its_sandbox_killed(served: Ser
 
 def test_a_client_that_times_out_has_its_run_cancelled(served: Served):
     before = set(sandbox_processes(served.proc.pid))
-    impatient = served.client(timeout=3.0)
-    with pytest.raises(openai.APITimeoutError):
-        impatient.chat.completions.create(
-            model="rlm", messages=[{"role": "user", "content": "[[plan:hang]] wait"}]
-        )
-    # the sandbox existed while the request was open; after the disconnect, none is left
-    assert _wait_for(lambda: not (set(sandbox_processes(served.proc.pid)) - before))
+    raised: list[BaseException] = []
+
+    def impatient() -> None:
+        try:
+            served.client(timeout=4.0).chat.completions.create(
+                model="rlm", messages=[{"role": "user", "content": "[[plan:hang]] wait"}]
+            )
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=impatient)
+    thread.start()
+    assert _wait_for(lambda: set(sandbox_processes(served.proc.pid)) - before)
+    mine = sorted(set(sandbox_processes(served.proc.pid)) - before)
+    thread.join(30)
+    assert len(raised) == 1 and isinstance(raised[0], openai.APITimeoutError)
+    assert _wait_for(lambda: not alive(mine)), f"sandbox processes left: {alive(mine)}"
     assert _wait_for(lambda: httpx.get(f"{served.root}/health").json()["runs"] == 0)
+
+
+def test_a_chunked_body_over_the_limit_is_413(served: Served):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 10_000  # 400 KB, no Content-Length
+
+    response = httpx.post(
+        f"{served.url}/chat/completions",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_an_upstream_failure_mid_stream_is_an_error_event(client, model_server):
+    from engines.fake_server import Fault
+
+    model_server.reset()
+    model_server.push(Fault.error(400))
+    stream = client.chat.completions.create(
+        model="rlm", stream=True, messages=[{"role": "user", "content": "[[plan:len]] q"}]
+    )
+    with pytest.raises(openai.APIError, match="the model behind this server failed"):
+        list(stream)
+    model_server.reset()
 
 
 def test_a_non_loopback_host_without_a_key_is_refused(model_server):
