@@ -25,6 +25,7 @@ from rlmagent.errors import (
     UsageError,
 )
 from rlmagent.events import Event, EventBus
+from rlmagent.session import Session
 from rlmagent.tools import Tool, function_tool
 from rlmagent.trace import Trajectory
 from rlmagent.types import (
@@ -64,6 +65,7 @@ __all__ = [
     "RLMError",
     "SandboxError",
     "ScriptedEngine",
+    "Session",
     "Step",
     "SubCall",
     "TokenUsage",

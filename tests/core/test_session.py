@@ -266,3 +266,31 @@ def test_session_arguments_are_checked():
         agent.session(budget=3)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="non-empty string"):
         agent.session(contexts={"": "x"})
+
+
+def test_reset_gives_a_fresh_repl_over_the_same_contexts():
+    engine = ScriptedEngine(
+        [
+            repl("kept = 1\nFINAL(len(history))"),
+            repl("FINAL([('kept' in globals()), len(history), len(contexts['context'])])"),
+        ]
+    )
+    with RLMAgent(engine, "m", check_answers=False).session(context=LOGS) as session:
+        session.ask("first")
+        pid = session.worker_pid
+        session.reset()
+        assert session.history == () and session.variables == ()
+        result = session.ask("second")
+        assert session.worker_pid != pid
+        assert session.usage.calls == 2
+    assert result.content == f"[False, 0, {len(LOGS)}]"
+
+
+def test_ask_inside_an_event_loop_points_to_aask():
+    async def main() -> None:
+        with RLMAgent(ScriptedEngine([repl("FINAL(1)")]), "m").session(context="c") as s:
+            with pytest.raises(UsageError, match=r"await session\.aask"):
+                s.ask("q")
+            assert (await s.aask("q")).content == "1"
+
+    asyncio.run(main())
