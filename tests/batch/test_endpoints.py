@@ -128,3 +128,5 @@ def test_a_batch_survives_one_of_three_servers_dying(tmp_path: Path) -> None:
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait()
+        if doomed.stdout is not None:
+            doomed.stdout.close()

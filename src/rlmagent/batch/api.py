@@ -73,6 +73,8 @@ class _Driver:
 
 def _source(jobs: str | Path | Iterable[Any]) -> Iterator[Job | JobError]:
     if isinstance(jobs, str | Path):
+        if not Path(jobs).is_file():  # said before anything starts, not at the first job
+            raise UsageError(f"jobs file {str(jobs)!r} is not a readable file")
         return read_jobs(jobs)
     return as_jobs(jobs)
 
@@ -128,7 +130,8 @@ def iter_batch(
         raise UsageError(f"budget must be a rlmagent.Budget, got {budget!r}")
     runner = _executor(executor, settings, budget, concurrency, address, max_retries, job_cpus)
     tally = Tally()
-    driver = _Driver(_source(jobs), done_ids(out) if out is not None else set(), bus, tally)
+    source = _source(jobs)
+    driver = _Driver(source, done_ids(out) if out is not None else set(), bus, tally)
     writer = ResultsWriter(out) if out is not None else None
     interrupted = True
 

@@ -28,6 +28,17 @@ from rlmagent.settings import (
 from rlmagent.types import AgentResult, to_dict
 
 
+class BaseUrls(argparse.Action):
+    """``--base-url``: a string when given once, a list when repeated (several servers)."""
+
+    def __call__(self, parser: Any, namespace: Any, value: Any, option: Any = None) -> None:
+        seen = getattr(namespace, self.dest, None)
+        if seen is None:
+            setattr(namespace, self.dest, value)
+        else:
+            setattr(namespace, self.dest, [*([seen] if isinstance(seen, str) else seen), value])
+
+
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -44,8 +55,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
         metavar="URL",
+        action=BaseUrls,
         default=None,
-        help="endpoint of an OpenAI/Anthropic-compatible server",
+        help="endpoint of an OpenAI/Anthropic-compatible server; repeat it for several "
+        "servers of the same model (each request to the least busy one)",
     )
     parser.add_argument("--max-turns", type=int, default=DEFAULT_MAX_TURNS, metavar="N")
     parser.add_argument(
