@@ -12,7 +12,17 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("run", "chat", "demo", "bench", "view", "runs", "serve", "mcp")
+COMMAND_MODULES: tuple[str, ...] = (
+    "run",
+    "chat",
+    "batch",
+    "demo",
+    "bench",
+    "view",
+    "runs",
+    "serve",
+    "mcp",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
