@@ -115,3 +115,24 @@ def test_stopping_a_batch_leaves_no_sandbox_behind(tmp_path: Path) -> None:
     while alive(running) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(running), describe(alive(running))
+
+
+def test_a_jobs_output_type_reaches_its_run(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    schema = {"type": "string", "pattern": "^WORD"}
+    lines = [
+        {"id": "t", "question": "what is word1", "context": "c", "output_type": schema},
+        {
+            "id": "u",
+            "question": "what is word2",
+            "context": "c",
+            "output_type": {"type": "integer"},
+        },
+    ]
+    jobs.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    with server(subs=0) as srv:
+        report = run_batch(jobs, settings=settings(srv.url))
+    by_id = {r["id"]: r for r in report.results}
+    assert by_id["t"]["status"] == "ok" and by_id["t"]["answer"] == "WORD1"
+    assert by_id["u"]["status"] == "error"  # the model never wrote an integer
+    assert "OutputTypeError" in by_id["u"]["error"] and "integer" in by_id["u"]["error"]

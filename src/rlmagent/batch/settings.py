@@ -27,8 +27,6 @@ from rlmagent.settings import (
     LOCAL_SUB_TEMPERATURE,
 )
 
-SANDBOXES = ("subprocess", "inprocess")
-
 
 @dataclass(frozen=True, slots=True)
 class BatchSettings:
@@ -51,12 +49,13 @@ class BatchSettings:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_depth: int = DEFAULT_MAX_DEPTH
     sandbox: str = "subprocess"
+    """``subprocess`` (default), a tier by name, or ``inprocess`` (no isolation)."""
     prompt_profile: str | None = None
     check_answers: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.sandbox not in SANDBOXES:
-            raise UsageError(f"sandbox must be one of {', '.join(SANDBOXES)}, got {self.sandbox!r}")
+        if not isinstance(self.sandbox, str) or not self.sandbox:
+            raise UsageError(f"sandbox must be a sandbox name, got {self.sandbox!r}")
         if isinstance(self.base_urls, str):
             object.__setattr__(self, "base_urls", (self.base_urls,))
         if not all(isinstance(u, str) and u for u in self.base_urls):
@@ -96,10 +95,21 @@ def engines_for(settings: BatchSettings) -> tuple[Any, Any]:
         return _engines[key]
 
 
+def _sandbox(name: str) -> Any:
+    """``inprocess`` (no isolation), ``subprocess`` (the best tier that works) or one
+    tier of the subprocess sandbox by name (as ``rlm run --sandbox`` takes them)."""
+    from rlmagent.sandbox import InProcessSandbox, SubprocessSandbox
+
+    if name == "inprocess":
+        return InProcessSandbox()
+    if name == "subprocess":
+        return SubprocessSandbox()
+    return SubprocessSandbox(isolation=name)
+
+
 def build_agent(settings: BatchSettings, *, budget: Any = None, bus: Any = None) -> Any:
     """An :class:`~rlmagent.RLMAgent` for one job (engines shared within the process)."""
     from rlmagent.agent import RLMAgent
-    from rlmagent.sandbox import InProcessSandbox, SubprocessSandbox
 
     engine, sub_engine = engines_for(settings)
     local = engine.provider == "local"
@@ -123,7 +133,7 @@ def build_agent(settings: BatchSettings, *, budget: Any = None, bus: Any = None)
         sub_temperature=sub_temperature,
         sub_max_tokens=settings.sub_max_tokens,
         max_concurrency=settings.max_concurrency,
-        sandbox=InProcessSandbox() if settings.sandbox == "inprocess" else SubprocessSandbox(),
+        sandbox=_sandbox(settings.sandbox),
         max_depth=settings.max_depth,
         budget=budget,
         prompt_profile=settings.prompt_profile,

@@ -118,10 +118,11 @@ async def run_job(
         if pool is not None:
             pool.release(job.id)
     status = "budget" if result.stop_reason == "budget" else "ok"
+    typed = job.output_type is not None and getattr(result, "value", None) is not None
     return record(
         job.id,
         status,
-        answer=result.content,
+        answer=result.value if typed else result.content,
         result=result,
         error=None if status == "ok" else f"stopped by the budget ({result.budget_limit})",
         line=job.line,
