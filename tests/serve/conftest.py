@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -65,6 +65,7 @@ class Served:
 
     proc: subprocess.Popen[str]
     url: str  # the OpenAI base URL, .../v1
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     @property
     def root(self) -> str:
@@ -72,9 +73,16 @@ class Served:
 
     def client(self, **options: object) -> openai.OpenAI:
         kwargs = {"api_key": API_KEY, "max_retries": 0, "timeout": 60.0, **options}
-        return openai.OpenAI(base_url=self.url, **kwargs)
+        client = openai.OpenAI(base_url=self.url, **kwargs)
+        self.clients.append(client)  # closed by close_clients(): no socket left to GC
+        return client
+
+    def close_clients(self) -> None:
+        while self.clients:
+            self.clients.pop().close()
 
     def stop(self) -> None:
+        self.close_clients()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -132,5 +140,6 @@ def served(model_server: FakeLLMServer) -> Iterator[Served]:
 
 
 @pytest.fixture
-def client(served: Served) -> openai.OpenAI:
-    return served.client()
+def client(served: Served) -> Iterator[openai.OpenAI]:
+    yield served.client()
+    served.close_clients()

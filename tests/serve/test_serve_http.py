@@ -542,3 +542,47 @@ def test_an_idle_session_expires_and_its_sandbox_is_killed(model_server):
             )
     finally:
         server.stop()
+
+
+def test_a_body_nested_too_deeply_is_400(served: Served):
+    deep = b'{"model": "rlm", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = httpx.post(
+        f"{served.url}/chat/completions",
+        content=deep,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]["message"]
+
+
+def test_closing_a_session_while_it_answers_ends_that_request_with_409(served: Served, client):
+    raw = client.chat.completions.with_raw_response.create(
+        model="rlm",
+        messages=[{"role": "user", "content": "[[plan:len]] open"}],
+        extra_body={"rlm": {"session": "new", "context": "c"}},
+    )
+    sid = raw.headers["x-rlm-session"]
+    raised: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            served.client().chat.completions.create(
+                model="rlm",
+                messages=[{"role": "user", "content": "[[plan:hang]] wait"}],
+                extra_body={"rlm": {"session": sid}},
+            )
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    assert _wait_for(lambda: httpx.get(f"{served.root}/health").json()["runs"] >= 1)
+    time.sleep(0.3)  # the question is in its cell
+    closed = httpx.delete(
+        f"{served.url}/rlm/sessions/{sid}", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert closed.status_code == 200
+    thread.join(30)
+    assert len(raised) == 1 and isinstance(raised[0], openai.ConflictError), raised
+    assert raised[0].body["code"] == "session_closed"
+    assert _wait_for(lambda: httpx.get(f"{served.root}/health").json()["runs"] == 0)

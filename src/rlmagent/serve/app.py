@@ -181,6 +181,8 @@ class _Handler:
             return json.loads(b"".join(chunks))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is nested too deeply") from None
 
     async def chat(self, request: Request) -> Response:
         body = await self._body(request)
@@ -299,8 +301,8 @@ class _Work:
                 run.cancel()
             await asyncio.gather(run, watch, return_exceptions=True)
             self._finish()
-        if run.cancelled():
-            return Response(status_code=499)  # nobody is listening
+        if watch.done() and not watch.cancelled():
+            return Response(status_code=499)  # the client has gone: nobody is listening
         outcome = _outcome(run)
         if isinstance(outcome, ApiError):
             return _error(outcome)
@@ -346,6 +348,10 @@ class _Work:
 
 
 def _outcome(run: asyncio.Task[AgentResult]) -> AgentResult | ApiError:
+    if run.cancelled():  # not by this request's client: its session was closed meanwhile
+        return ApiError(
+            409, "the session was closed while this question ran", code="session_closed"
+        )
     exc = run.exception()
     if exc is None:
         return run.result()
