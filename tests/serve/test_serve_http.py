@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -586,3 +587,36 @@ def test_closing_a_session_while_it_answers_ends_that_request_with_409(served: S
     assert len(raised) == 1 and isinstance(raised[0], openai.ConflictError), raised
     assert raised[0].body["code"] == "session_closed"
     assert _wait_for(lambda: httpx.get(f"{served.root}/health").json()["runs"] == 0)
+
+
+def test_stopping_the_server_kills_every_sandbox(model_server):
+    server = start_serve(model_server)
+    client = server.client()
+    client.chat.completions.create(
+        model="rlm",
+        messages=[{"role": "user", "content": "[[plan:remember]] keep"}],
+        extra_body={"rlm": {"session": "new", "context": "word fig"}},
+    )
+    session_workers = set(sandbox_processes(server.proc.pid))
+    assert session_workers, "the session keeps its sandbox"
+    thread = threading.Thread(
+        target=_ignore,
+        args=(
+            lambda: client.chat.completions.create(
+                model="rlm", messages=[{"role": "user", "content": "[[plan:hang]] wait"}]
+            ),
+        ),
+    )
+    thread.start()
+    assert _wait_for(lambda: set(sandbox_processes(server.proc.pid)) - session_workers)  # the run
+    workers = sandbox_processes(server.proc.pid)
+    server.proc.terminate()
+    assert server.proc.wait(30) is not None
+    thread.join(30)
+    server.stop()
+    assert _wait_for(lambda: not alive(workers), 15), f"left: {alive(workers)}"
+
+
+def _ignore(fn) -> None:
+    with contextlib.suppress(openai.APIError):  # the server went away mid-request
+        fn()
