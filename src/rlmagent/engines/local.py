@@ -16,14 +16,19 @@ Behaviour worth knowing:
 * In-process inference is serialised by a lock per engine (a ``Llama`` object is not
   thread-safe), so ``llm_batch`` on one local engine runs its items one after another.
 * ``agenerate`` runs ``generate`` on a thread (:func:`run_blocking`).
-* ``timeout`` (seconds, default None) bounds how long a caller waits. llama.cpp cannot
-  be interrupted: a call that overruns finishes in the background, holding the lock.
+* A cancelled ``agenerate`` (Ctrl-C, a run's deadline) aborts llama.cpp's work at once,
+  mid-prompt included (:mod:`rlmagent.engines.local_abort`); calls waiting for the lock
+  then do nothing. At interpreter exit every engine aborts its calls and waits for the
+  one in flight before the model is freed, so exiting never races native code.
+* ``timeout`` (seconds, default None) bounds how long a caller waits; a call that
+  overruns is aborted the same way.
 * Local models cost 0.0 (unless ``prices=`` says otherwise); nothing is retried.
 * ``context_window(model)`` is ``n_ctx``, whatever the model label.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import threading
@@ -31,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlmagent.engines import local_abort
 from rlmagent.engines.base import EngineBase, run_blocking
 from rlmagent.engines.model_files import (
     KNOWN_MODELS,
@@ -48,6 +54,15 @@ DEFAULT_N_CTX = 8192
 """Context window in tokens (prompt + answer) of a local engine."""
 
 _NOT_FORWARDED = {"self", "messages", "stream", "temperature", "max_tokens", "model"}
+
+
+class _Call:
+    """One request for a completion; ``aborted`` once its caller gave up on it."""
+
+    __slots__ = ("aborted",)
+
+    def __init__(self) -> None:
+        self.aborted = False
 
 
 def _import_llama_cpp(model: str) -> Any:
@@ -108,6 +123,15 @@ class LocalEngine(EngineBase):
         self._llama_cpp = _import_llama_cpp(model)
         self._llm: Any = None
         self._lock = threading.Lock()
+        """Held while a call loads the model or computes (a ``Llama`` is not thread-safe)."""
+        self._state = threading.Lock()
+        """Guards ``_current`` and ``_closing`` (taken briefly, never while computing)."""
+        self._current: _Call | None = None
+        self._closing = False
+        self._switch = local_abort.AbortSwitch(self._llama_cpp)
+        self.aborted_calls = 0
+        """How many calls llama.cpp stopped part-way because they were cancelled."""
+        local_abort.register(self)
         self._options = {
             name
             for name in inspect.signature(self._llama_cpp.Llama.create_chat_completion).parameters
@@ -144,14 +168,48 @@ class LocalEngine(EngineBase):
                     provider=self.provider,
                     model=self.model,
                 ) from exc
+            self._switch.install(self._llm)
         return self._llm
 
+    def _cancelled(self, model: str) -> EngineError:
+        return EngineError(
+            f"local model {model!r}: the call was cancelled", provider=self.provider, model=model
+        )
+
+    def _begin(self, call: _Call, model: str) -> None:
+        with self._state:
+            if self._closing or call.aborted:
+                raise self._cancelled(model)
+            self._current = call
+            self._switch.turn_off()
+
+    def _end(self) -> None:
+        with self._state:
+            self._current = None
+            self._switch.turn_off()
+
+    def abort(self, call: _Call) -> None:
+        """Give up on ``call``: stop it if it computes, skip it if it waits."""
+        with self._state:
+            call.aborted = True
+            if self._current is call:
+                self._switch.turn_on()
+
     def _infer(
-        self, messages: list[Message], model: str, temperature: float, max_tokens: int, extra: dict
+        self,
+        call: _Call,
+        messages: list[Message],
+        model: str,
+        temperature: float,
+        max_tokens: int,
+        extra: dict,
     ) -> Completion:
         with self._lock:
-            llm = self._load()
+            self._begin(call, model)
             try:
+                llm = self._load()
+                if call.aborted:  # cancelled while the model loaded (that cannot be stopped)
+                    raise self._cancelled(model)
                 out = llm.create_chat_completion(
                     messages=messages, temperature=temperature, max_tokens=max_tokens, **extra
                 )
@@ -161,6 +219,17 @@ class LocalEngine(EngineBase):
                     provider=self.provider,
                     model=model,
                 ) from exc
+            except RuntimeError as exc:  # "llama_decode returned 2": the switch stopped it
+                if not call.aborted:
+                    raise EngineError(
+                        f"local model {model!r}: llama.cpp failed: {exc}",
+                        provider=self.provider,
+                        model=model,
+                    ) from exc
+                self.aborted_calls += 1
+                raise self._cancelled(model) from exc
+            finally:
+                self._end()
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         prompt = int(usage.get("prompt_tokens", 0))
@@ -191,22 +260,27 @@ class LocalEngine(EngineBase):
         """
         model = model or self.model
         msgs = check_messages(messages)
+        self._check(max_tokens, kwargs)
+        return self._generate(_Call(), msgs, model, float(temperature), max_tokens, kwargs)
+
+    def _generate(self, call: _Call, *args: Any) -> Completion:
+        if self.timeout is None:
+            return self._infer(call, *args)
+        return self._with_deadline(call, args)
+
+    def _check(self, max_tokens: int, kwargs: dict[str, Any]) -> None:
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise UsageError(f"max_tokens must be a positive int, got {max_tokens!r}")
         unknown = sorted(set(kwargs) - self._options)
         if unknown:
             raise UsageError(f"local engine does not take option(s) {', '.join(unknown)}")
-        args = (msgs, model, float(temperature), max_tokens, kwargs)
-        if self.timeout is None:
-            return self._infer(*args)
-        return self._with_deadline(args, model)
 
-    def _with_deadline(self, args: tuple, model: str) -> Completion:
+    def _with_deadline(self, call: _Call, args: tuple) -> Completion:
         box: dict[str, Any] = {}
 
         def target() -> None:
             try:
-                box["result"] = self._infer(*args)
+                box["result"] = self._infer(call, *args)
             except BaseException as exc:
                 box["error"] = exc
 
@@ -214,9 +288,10 @@ class LocalEngine(EngineBase):
         worker.start()
         worker.join(self.timeout)
         if worker.is_alive():
+            self.abort(call)
+            model = args[1]
             raise EngineError(
-                f"local model {model!r} timed out after {self.timeout:g} s "
-                "(the computation finishes in the background)",
+                f"local model {model!r} timed out after {self.timeout:g} s (the call was aborted)",
                 provider=self.provider,
                 model=model,
             )
@@ -233,24 +308,46 @@ class LocalEngine(EngineBase):
         max_tokens: int = 1024,
         **kwargs: Any,
     ) -> Completion:
-        """:meth:`generate` on its own thread."""
-        return await run_blocking(
-            self.generate,
-            messages,
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            **kwargs,
-        )
+        """:meth:`generate` on its own thread; cancelling the caller aborts the call."""
+        model = model or self.model
+        msgs = check_messages(messages)
+        self._check(max_tokens, kwargs)
+        call = _Call()
+        try:
+            return await run_blocking(
+                self._generate, call, msgs, model, float(temperature), max_tokens, kwargs
+            )
+        except asyncio.CancelledError:
+            self.abort(call)
+            raise
 
     def close(self) -> None:
         """Free the model's memory (it is loaded again on the next call)."""
         with self._lock:
-            if self._llm is not None:
-                close = getattr(self._llm, "close", None)
-                if close is not None:
-                    close()
-                self._llm = None
+            self._free()
+
+    def _free(self) -> None:
+        if self._llm is not None:
+            close = getattr(self._llm, "close", None)
+            if close is not None:
+                close()
+            self._llm = None
+
+    def shutdown(self, wait_s: float) -> bool:
+        """For the exit hook: refuse new calls, abort the one in flight, wait for it
+        (at most ``wait_s``) and free the model. False if it did not stop in time."""
+        with self._state:
+            self._closing = True
+            if self._current is not None:
+                self._current.aborted = True
+                self._switch.turn_on()
+        if not self._lock.acquire(timeout=wait_s):
+            return False
+        try:
+            self._free()
+        finally:
+            self._lock.release()
+        return True
 
     def __enter__(self) -> LocalEngine:
         return self
