@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -86,6 +87,14 @@ def test_tools_answer_session_and_refused_paths(model_server, allowed: Path):
         out["latin1"] = await session.call_tool(
             "rlm_answer", {"question": "q", "paths": ["latin1.txt"]}
         )
+        out["typed"] = await session.call_tool(
+            "rlm_answer",
+            {
+                "question": "[[plan:json]] count",
+                "text": "a b c",
+                "output_schema": {"type": "object", "required": ["count"]},
+            },
+        )
         opened = await session.call_tool("rlm_session_open", {"paths": ["notes.txt"]})
         sid = _text(opened)
         out["sid"] = sid
@@ -112,6 +121,7 @@ def test_tools_answer_session_and_refused_paths(model_server, allowed: Path):
     assert out["link"].is_error and "symlink leading outside" in _text(out["link"])
     assert out["binary"].is_error and "binary file" in _text(out["binary"])
     assert out["latin1"].is_error and "not UTF-8 text" in _text(out["latin1"])
+    assert json.loads(_text(out["typed"])) == {"count": 3, "names": ["a", "b"]}
     assert _text(out["kept"]) == "kept" and _text(out["recall"]) == "tangerine"
     assert not out["closed"].is_error
     assert out["after"].is_error and "rlm_session_open" in _text(out["after"])

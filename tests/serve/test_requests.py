@@ -191,3 +191,21 @@ def test_allowed_dirs_refuse_outside_symlinks_binaries_and_specials(tmp_path: Pa
     small = AllowedDirs.of([root], max_file_bytes=3)
     with pytest.raises(PathRefused, match="over the limit"):
         small.read_text("sub/a.txt")
+
+
+def test_server_flags_refuse_what_makes_no_sense_and_know_loopback():
+    from rlmagent.cli import build_parser
+    from rlmagent.cli.serve import check_server_args, is_loopback
+    from rlmagent.errors import UsageError
+
+    parser = build_parser()
+    for argv, needle in (
+        (["serve", "--trace", "t.jsonl"], "--trace is not an option of a server"),
+        (["serve", "--json"], "--json is not an option"),
+        (["mcp", "--sandbox", "inprocess"], "no isolation"),
+    ):
+        with pytest.raises(UsageError, match=needle):
+            check_server_args(parser.parse_args(argv))
+    check_server_args(parser.parse_args(["serve", "--max-calls", "5"]))  # fine
+    assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com"]))
