@@ -104,6 +104,10 @@ class Repl:
         self.sandbox = sandbox
         self.session: Session | None = None
         self._threads: list[threading.Event] = []
+        self._closing = threading.Lock()
+        self._closed = False
+        """Set by the first close: a sandbox session that finishes starting afterwards
+        (its thread outlived the shutdown's wait) is closed at once, never kept."""
         self._handler: Handler | None = None
         self._kept: dict[str, Any] | None = None
         self._history: list[dict[str, Any]] = []
@@ -143,9 +147,16 @@ class Repl:
             self._skip = sorted(SCAFFOLD | {f.name for f in specs})
 
         def start() -> None:  # kept on self even if the run was cancelled meanwhile
-            self.session = self.sandbox.start(
+            session = self.sandbox.start(
                 context, self._dispatch, functions=specs, max_output_chars=max_output_chars
             )
+            with self._closing:
+                closed = self._closed
+                if not closed:
+                    self.session = session
+            if closed:  # shut down while it started: nothing may outlive the shutdown
+                session.close()
+                raise SandboxError("the REPL was shut down while its sandbox started")
 
         await self._blocking(start)
         assert self.session is not None
@@ -322,8 +333,11 @@ class Repl:
         self._close()
 
     def _close(self) -> None:
-        if self.session is not None:
-            self.session.close()
+        with self._closing:
+            self._closed = True
+            session = self.session
+        if session is not None:
+            session.close()
 
 
 def _wait_all(events: list[threading.Event], timeout: float) -> None:

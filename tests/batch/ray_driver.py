@@ -228,11 +228,59 @@ def scenario_cancel(address: str, tmp: Path) -> dict[str, Any]:
     }
 
 
+def scenario_bench(address: str, tmp: Path) -> dict[str, Any]:
+    """``rlm bench run --executor ray``: the bench harness's items scored as Ray tasks."""
+    sys.path.insert(0, str(HERE.parent / "bench"))
+    from bench_fakes import solve
+
+    from engines.fake_server import FakeLLMServer
+    from rlmagent.bench import read_results as read_bench
+    from rlmagent.cli import main as rlm
+
+    out = tmp / "bench.jsonl"
+    with FakeLLMServer(responder=solve) as srv:
+        argv = [
+            "bench",
+            "run",
+            "--task",
+            "sniah",
+            "--tokens",
+            "2k",
+            "--n",
+            "2",
+            "--method",
+            "rlm,direct",
+            "--model",
+            "vllm:bench-fake",
+            "--base-url",
+            srv.url,
+            "--window",
+            "4096",
+            "--max-tokens",
+            "256",
+            "--out",
+            str(out),
+            "--executor",
+            "ray",
+            "--address",
+            address,
+            "--quiet",
+        ]
+        code = rlm(argv)
+        again = rlm(argv)  # resumed: nothing left to do
+        return {
+            "codes": [code, again],
+            "requests": len(srv.requests),
+            "results": [{k: r[k] for k in ("method", "status", "score")} for r in read_bench(out)],
+        }
+
+
 SCENARIOS = {
     "budget": scenario_budget,
     "resume": scenario_resume,
     "kill": scenario_kill,
     "cancel": scenario_cancel,
+    "bench": scenario_bench,
 }
 
 

@@ -100,3 +100,14 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_no_sandbox(seen: dict[str, Any]) ->
     assert part["sandboxes_then"], "the waiting jobs had sandboxes"
     assert part["sandboxes_alive"] == []
     assert part["tasks_running"] == 0
+
+
+def test_rlm_bench_run_on_ray_scores_items_as_tasks(seen: dict[str, Any]) -> None:
+    part = seen["bench"]
+    assert part["codes"] == [0, 0]
+    assert sorted((r["method"], r["status"], r["score"]) for r in part["results"]) == [
+        ("direct", "ok", 1.0),
+        ("direct", "ok", 1.0),
+        ("rlm", "ok", 1.0),
+        ("rlm", "ok", 1.0),
+    ]

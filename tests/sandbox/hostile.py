@@ -20,15 +20,21 @@ FIND_HOST = (
 """Model code that digs the worker's raw ``call_host`` out of a stub (no checks of ours)."""
 
 PIPES = """
-import fcntl, os, stat
+import fcntl, os, select, stat
 def _pipes(mode):
-    return [fd for fd in range(3, 256) if _is_pipe(fd)
-            and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == mode]
-def _is_pipe(fd):
+    return [fd for fd in range(3, 256) if _mode(fd) == mode]
+def _mode(fd):
     try:
-        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+        kind = os.fstat(fd).st_mode
     except OSError:
-        return False
+        return None
+    if stat.S_ISFIFO(kind):
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    if stat.S_ISSOCK(kind):  # a channel socket: the sending end's peer does not send
+        poll = select.poll()
+        poll.register(fd, select.POLLRDHUP)
+        return os.O_WRONLY if poll.poll(0) else os.O_RDONLY
+    return None
 def send_raw(frame):
     for fd in _pipes(os.O_WRONLY):
         view = memoryview(frame)

@@ -1,4 +1,5 @@
-"""Adversarial suite, the channel: model code abusing the frame pipe from inside the REPL.
+"""Adversarial suite, the channel: model code abusing its frame channel (a pair of Unix
+socket pairs) from inside the REPL.
 
 The worker's pipes are reachable from model code (they are file descriptors of its own
 process), so the host must survive anything written to them: garbage, an oversized
@@ -18,7 +19,7 @@ WRITE_TO_PIPES = """
 import os, stat
 for fd in range(3, 64):
     try:
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+        if stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode):
             os.write(fd, {payload!r})
     except OSError:
         pass  # the read end, or not open

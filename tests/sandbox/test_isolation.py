@@ -195,11 +195,8 @@ def test_changing_the_cwd(tier):
         assert_continues(session, state="kept")
         assert os.getcwd() == host_cwd
         session.execute("os._exit(1)")
-        assert (
-            session.execute("import os\nprint(os.getcwd())")
-            .output.strip()
-            .endswith(session.workdir.name)
-        )
+        inside = "/tmp/work" if tier == "bwrap" else str(session.workdir)  # a neutral name
+        assert session.execute("import os\nprint(os.getcwd())").output.strip() == inside
 
 
 def _expect_filter(tier: str, session) -> None:

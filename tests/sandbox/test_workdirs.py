@@ -15,7 +15,9 @@ HOST = """
 import sys
 from rlmagent.sandbox import SubprocessSandbox
 
-session = SubprocessSandbox().start("the secret context", lambda name, args: None)
+# the plain tier stages the worker's code on disk (bubblewrap gets it from memory)
+sandbox = SubprocessSandbox(isolation="process")
+session = sandbox.start("the secret context", lambda name, args: None)
 print(session.workdir, flush=True)
 sys.stdin.read()  # wait to be killed
 """

@@ -30,7 +30,7 @@ from rlmagent.batch.worker import record, run_job
 from rlmagent.errors import EngineNotAvailable, UsageError
 from rlmagent.limits import Budget, LedgerPool
 
-CANCEL_GRACE_S = 10.0
+CANCEL_GRACE_S = 3.0
 """Seconds cancelled tasks get to stop their own sandboxes before they are killed."""
 
 DEFAULT_MAX_RETRIES = 3

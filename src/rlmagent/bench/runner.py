@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,11 +163,14 @@ async def arun_bench(
     out: str | Path | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     on_result: Callable[[BenchResult, Progress], None] | None = None,
+    remote: Callable[..., Awaitable[BenchResult]] | None = None,
 ) -> list[BenchResult]:
     """Run every method on every item; append each result to ``out`` as it finishes.
 
     Jobs already finished in ``out`` are skipped (resume). At most ``concurrency`` jobs
-    run at once. Returns the results of this call, in completion order.
+    run at once. Returns the results of this call, in completion order. ``remote``
+    scores one (item, method) elsewhere instead of here: ``rlm bench run --executor
+    ray`` passes :meth:`rlmagent.batch.bench_ray.RayBench.runner`.
     """
     config = config or MethodConfig()
     unknown = [m for m in methods if m not in METHODS]
@@ -199,7 +202,7 @@ async def arun_bench(
 
     async def job(item: BenchItem, method: str) -> None:
         async with semaphore:
-            result = await _one(item, method, models, config)
+            result = await (remote or _one)(item, method, models, config)
         results.append(result)
         if sink is not None:
             sink.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")

@@ -92,6 +92,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--concurrency", type=int, default=4, metavar="N", help="items run at once (default 4)"
     )
     run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where items are scored: here, or each a Ray task (pip install rlmagent[ray])",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster for --executor ray (default: a local Ray for this run)",
+    )
+    run.add_argument(
         "--max-tokens",
         type=int,
         default=1024,
@@ -318,15 +330,34 @@ def handle_run(args: argparse.Namespace) -> int:
         budget=_budget(args),
         check_answers=args.check,
     )
-    results = run_bench(
-        items,
-        methods,
-        models,
-        config=config,
-        out=args.out,
-        concurrency=args.concurrency,
-        on_result=_progress(args.quiet),
-    )
+    remote = None
+    if args.executor == "ray":
+        from rlmagent.batch.bench_ray import EngineSpecs, RayBench
+
+        spec = args.model or os.environ.get("RLM_MODEL") or None
+        specs = EngineSpecs(
+            spec,
+            args.sub_model or os.environ.get("RLM_SUB_MODEL") or spec,
+            {"base_url": args.base_url} if args.base_url else {},
+            with_sub=models.sub_engine is not None,
+        )
+        remote = RayBench(specs, address=args.address)
+    elif args.address is not None:
+        raise UsageError("--address is for --executor ray")
+    try:
+        results = run_bench(
+            items,
+            methods,
+            models,
+            config=config,
+            out=args.out,
+            concurrency=args.concurrency,
+            on_result=_progress(args.quiet),
+            remote=remote.runner() if remote is not None else None,
+        )
+    finally:
+        if remote is not None:
+            remote.close()
     print(f"{len(results)} new result(s) in {args.out}", file=sys.stderr)
     print(format_table(summarize(read_results(args.out))))
     return 0

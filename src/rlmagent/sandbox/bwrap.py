@@ -5,10 +5,14 @@ What the worker sees and may do (see SECURITY.md for the full table):
 - New user, PID, network, IPC, UTS and cgroup namespaces: no network interface but a
   loopback of its own, only its own processes in ``/proc``, no way to signal the host.
 - A root file system built from scratch: ``/usr`` (and the ``/bin``, ``/lib`` links),
-  the Python installation and the worker (its two files, compiled) read-only; a fresh
-  ``/proc`` and minimal ``/dev``; ``/tmp`` a private tmpfs of ``Limits.disk_bytes``
-  holding the work directory (the only writable place); the context file bound
-  read-only into it. The host's home, ``/etc``, ``/var``, other users' files: absent.
+  the Python installation read-only, the worker's code copied in read-only from the
+  host's memory (``--ro-bind-data``: nothing on the host's disk, which the plain tier
+  could have changed, is trusted); a fresh ``/proc`` and minimal ``/dev`` with a
+  bounded ``/dev/shm`` of its own; ``/tmp`` a private tmpfs of ``Limits.disk_bytes``
+  holding the work directory ``/tmp/work`` (the only writable place, and ``TMPDIR``).
+  The context reaches the worker as an open read-only descriptor, closed before model
+  code runs: no bind of a host path, so the mount table shows no host temporary
+  directory. The host's home, ``/etc``, ``/var``, other users' files: absent.
 - No capabilities, ``no_new_privs``, an empty environment, a new session (no terminal
   injection), and it dies with its parent (``--die-with-parent``).
 - When the host runs as root, bubblewrap itself cannot drop to another user, so the
@@ -30,12 +34,14 @@ import select
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from rlmagent.errors import SandboxError
 from rlmagent.sandbox.base import Limits
+from rlmagent.sandbox.kernel import Expected
 from rlmagent.sandbox.process import (
     DEFAULT_WORKER,
     EXIT_WAIT_S,
@@ -45,16 +51,20 @@ from rlmagent.sandbox.process import (
     clean_env,
     signal_name,
     spawn,
-    staged_worker,
     tree,
     worker_command,
 )
 from rlmagent.sandbox.seccomp import build_filter
+from rlmagent.sandbox.staging import worker_files
 
 SANDBOX_UID = 65534
 """Host uid (and gid) that runs model code when the host is root: ``nobody``."""
 INNER_DIR = "/opt/rlmagent"
 """Where the worker script and ``protocol.py`` appear inside the sandbox."""
+INNER_WORKDIR = "/tmp/work"
+"""The work directory (and ``HOME``, ``TMPDIR``) inside: a name that says nothing of the
+host."""
+
 INFO_TIMEOUT_S = 10.0
 ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 OPTIONAL_FILES = ("/etc/ld.so.cache", "/etc/localtime")
@@ -148,7 +158,9 @@ class BwrapLauncher:
         self.seccomp = build_filter()
 
     def argv(self, workdir: Path, files: list[str], fds: dict[str, int]) -> list[str]:
-        """The bwrap command line; ``files`` are names in ``workdir`` to show read-only."""
+        """The bwrap command line. ``files`` are names in ``workdir`` to show read-only
+        (none by default: the context goes by descriptor); ``fds`` holds the set-up
+        descriptors, and ``code:<path>`` ones for the worker's files."""
         home = self.inner_workdir(workdir)
         args = [self.bwrap, "--unshare-all", "--unshare-user", "--die-with-parent"]
         args += ["--new-session", "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
@@ -163,16 +175,22 @@ class BwrapLauncher:
         for path in OPTIONAL_FILES:
             args += ["--ro-bind-try", path, path]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--perms", "1777", "--size", str(self.limits.disk_bytes), "--tmpfs", "/tmp"]
+        size = str(self.limits.disk_bytes)
+        args += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]  # counted too
+        args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
         args += ["--perms", "1777", "--dir", home]
         paths = python_paths(self.python)
         for parent in _parents([*paths, INNER_DIR]):  # bwrap would make them 0700
             args += ["--perms", "0755", "--dir", parent]
         for path in paths:
             args += ["--ro-bind", path, path]
-        staged = staged_worker(self.worker) if self.worker == DEFAULT_WORKER else None
-        if staged is not None:  # worker.py, protocol.py and their bytecode
-            args += ["--ro-bind", str(staged), INNER_DIR]
+        code = {key[5:]: fd for key, fd in fds.items() if key.startswith("code:")}
+        staged = bool(code)
+        if staged:  # worker.py, protocol.py and their bytecode, from the host's memory
+            args += ["--perms", "0755", "--dir", INNER_DIR]
+            args += ["--perms", "0755", "--dir", f"{INNER_DIR}/__pycache__"]
+            for name, fd in code.items():
+                args += ["--perms", "0644", "--ro-bind-data", str(fd), f"{INNER_DIR}/{name}"]
         else:
             protocol_py = Path(__file__).with_name("protocol.py")
             args += ["--ro-bind", str(self.worker), f"{INNER_DIR}/worker.py"]
@@ -187,15 +205,34 @@ class BwrapLauncher:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             args += ["--disable-userns"]
-        command = worker_command(self.python, f"{INNER_DIR}/worker.py", staged is not None)
+        command = worker_command(self.python, f"{INNER_DIR}/worker.py", staged)
         return [*args, "--", *command]
 
     @staticmethod
     def inner_workdir(workdir: Path) -> str:
         """The work directory as the worker sees it (on the sandbox's private /tmp)."""
-        return f"/tmp/{workdir.name}"
+        return INNER_WORKDIR
 
     def launch(self, workdir: Path, files: list[str]) -> Worker:
+        """Start a worker. ``files`` (names in ``workdir``): the first is the context,
+        handed over as a read-only descriptor (no bind, so no host path inside)."""
+        context = files[0] if files else None
+        code_files = worker_files(self.worker) if self.worker == DEFAULT_WORKER else None
+        extra: dict[str, int] = {}
+        try:
+            for name, content in (code_files or {}).items():
+                extra[f"code:{name}"] = _data_fd(content)
+            if context is not None:  # the same number in the worker (pass_fds keeps it)
+                extra["context"] = os.open(workdir / context, os.O_RDONLY | os.O_NOFOLLOW)
+            worker = self._launch(workdir, [], extra)
+        finally:
+            for fd in extra.values():
+                os.close(fd)
+        if context is not None:
+            worker.init.update(context_path=None, context_fd=extra["context"])
+        return worker
+
+    def _launch(self, workdir: Path, files: list[str], extra: dict[str, int]) -> Worker:
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe() if self.as_root else (-1, -1)
         seccomp_r = -1
@@ -203,7 +240,7 @@ class BwrapLauncher:
             seccomp_r, seccomp_w = os.pipe()
             os.write(seccomp_w, self.seccomp)  # a few hundred bytes: fits in the pipe
             os.close(seccomp_w)
-        fds = {"info": info_w, "block": block_r, "seccomp": seccomp_r}
+        fds = {"info": info_w, "block": block_r, "seccomp": seccomp_r, **extra}
         try:
             proc, channel, stderr = spawn(
                 self.argv(workdir, files, fds),
@@ -231,8 +268,13 @@ class BwrapLauncher:
                     os.close(fd)
         if self.as_root:
             worker.init = {"user": [SANDBOX_UID, SANDBOX_UID]}
-        if self.seccomp is not None:
-            worker.hardening.append("seccomp")
+        own = self.worker == DEFAULT_WORKER  # a stand-in of the tests drops nothing itself
+        worker.expected = Expected(
+            seccomp=self.seccomp is not None,
+            no_new_privs=True,
+            uid=(SANDBOX_UID if self.as_root else os.getuid()) if own else None,
+            no_capabilities=own,
+        )
         return worker
 
     @staticmethod
@@ -261,3 +303,11 @@ class BwrapLauncher:
         for name in ("uid_map", "gid_map"):
             with open(f"/proc/{pid}/{name}", "w") as f:
                 f.write(line)
+
+
+def _data_fd(content: bytes) -> int:
+    """A read-only descriptor holding ``content`` from its start (an unlinked file)."""
+    with tempfile.TemporaryFile() as f:
+        f.write(content)
+        f.flush()
+        return os.open(f"/proc/self/fd/{f.fileno()}", os.O_RDONLY)

@@ -8,6 +8,11 @@ one small read a process) of the worker and every process below it, and over the
 SIGKILLs them all. The session notices the dead worker as it would a crash, and tells
 the model why. A forked child's pages that it still shares with its parent count in
 both (conservative). Linux only: elsewhere nothing is watched.
+
+Memory held outside any process's resident set counts too, where the host can see it:
+the bytes in a sandbox's own ``/dev/shm`` (POSIX shared memory; the bubblewrap tier
+mounts one per sandbox, reached through ``/proc/<pid>/root``). ``memfd_create`` and
+System V segments are denied by the seccomp filter instead (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -43,8 +48,33 @@ def resident_bytes(pid: int) -> int:
     return kib * 1024
 
 
+def shm_bytes(pid: int) -> int:
+    """Bytes in the ``/dev/shm`` of ``pid``'s root, when that root is not the host's
+    (a sandbox's private one); 0 otherwise or if it cannot be read."""
+    try:
+        root = os.stat(f"/proc/{pid}/root")
+        if (root.st_dev, root.st_ino) == _HOST_ROOT:
+            return 0  # the host's own /dev/shm: shared with everyone, not attributable
+        fs = os.statvfs(f"/proc/{pid}/root/dev/shm")
+    except OSError:
+        return 0
+    return (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+
+
+def _host_root() -> tuple[int, int]:
+    try:
+        st = os.stat("/")
+    except OSError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
+
+
+_HOST_ROOT = _host_root()
+
+
 def total_bytes(pids: Iterable[int]) -> int:
-    return sum(resident_bytes(pid) for pid in pids)
+    pids = list(pids)
+    return sum(resident_bytes(pid) for pid in pids) + (shm_bytes(pids[0]) if pids else 0)
 
 
 class Watched(Protocol):

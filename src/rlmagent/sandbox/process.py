@@ -6,22 +6,27 @@ rlimits), and a ``kill`` that takes down every process the worker started.
 
 The plain tier (:class:`ProcessLauncher`) runs the worker as a child process of the host
 with an empty environment and rlimits. To kill every process a cell started, including
-ones that left the process group with ``setsid``, the worker makes itself a "child
-subreaper" (orphaned descendants are re-parented to it, not to init) and the host walks
-the worker's descendants in ``/proc`` and kills them all before the worker itself.
+ones that left the process group with ``setsid``, the worker is put into a cgroup of its
+own where one can be made (:mod:`rlmagent.sandbox.cgroups`: killed as a whole); else it
+makes itself a "child subreaper" (orphaned descendants are re-parented to it, not to
+init), the seccomp filter denies ``CLONE_PARENT`` (a sibling would be the host's child),
+and the host stops every process of the tree until none is left running (so no helper
+can ``SIGCONT`` the others), then kills them all before the worker itself.
+
+The channel is a pair of Unix socket pairs, not pipes: a socket cannot be opened through
+``/proc/<pid>/fd/N``, so model code of one worker that can see the host's descriptors
+(the plain tier) cannot write frames into another session's channel.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import importlib.util
 import os
-import py_compile
 import queue
-import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,10 +35,18 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from rlmagent.errors import SandboxError
 from rlmagent.sandbox.base import Limits
+from rlmagent.sandbox.cgroups import Cgroup
 from rlmagent.sandbox.channel import Channel
+from rlmagent.sandbox.kernel import Expected, verify
 from rlmagent.sandbox.seccomp import build_filter
-from rlmagent.sandbox.workdirs import LockedDir
+from rlmagent.sandbox.staging import (  # noqa: F401 - LAUNCH re-exported
+    DEFAULT_WORKER,
+    LAUNCH,
+    staged_worker,
+    worker_command,
+)
 
 try:
     import resource
@@ -41,7 +54,6 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
     resource = None  # type: ignore[assignment]
 
 T = TypeVar("T")
-DEFAULT_WORKER = Path(__file__).with_name("worker.py")
 KILL_ROUNDS = 50
 """Passes over the worker's descendants when killing (a fork bomb respawns between)."""
 EXIT_WAIT_S = 5.0
@@ -180,13 +192,22 @@ class Worker:
         self.init: dict[str, Any] = {}
         """Extra fields for the ``init`` frame (privileges to drop, hardening to apply)."""
         self.hardening: list[str] = []
-        """Extra protections in force (``"seccomp"``, ``"subreaper"``...)."""
+        """Protections in force, as the kernel reports them (``"seccomp"``...)."""
+        self.expected = Expected()
+        """What the kernel must confirm before model code runs (see :mod:`.kernel`)."""
+        self.cgroup: Cgroup | None = None
 
     def ready(self, limits: Limits, message: dict[str, Any]) -> None:
-        """The worker said ``ready`` and no model code has run yet: apply the limits."""
-        applied = message.get("hardening")
-        if isinstance(applied, list):
-            self.hardening += [str(item) for item in applied]
+        """The worker said ``ready`` and no model code has run yet: check what the kernel
+        says is in force (never the worker's own report), then apply the limits. A worker
+        that is not hardened as required is killed (SandboxError)."""
+        try:
+            self.hardening += verify(self.pid, self.expected)
+            if self.cgroup is not None and self.cgroup.holds(self.pid):
+                self.hardening.append("cgroup")
+        except SandboxError:
+            self.kill()
+            raise
         self.apply_limits(limits)
 
     def apply_limits(self, limits: Limits) -> None:
@@ -255,18 +276,59 @@ class Worker:
 class ProcessWorker(Worker):
     """A plain child process (see the module docstring for how it is killed)."""
 
+    def __init__(self, proc: subprocess.Popen[bytes], channel: Channel, stderr: IO[bytes]):
+        super().__init__(proc, channel, stderr)
+        # Before the worker has read its init frame: nothing of the model's has run yet.
+        cgroup = Cgroup.create() if sys.platform.startswith("linux") else None
+        if cgroup is not None and cgroup.add(self.pid):
+            self.cgroup = cgroup
+
+    def processes(self) -> list[int]:
+        found = tree(self.pid)
+        if self.cgroup is not None:
+            found += [pid for pid in self.cgroup.pids() if pid not in found]
+        return found
+
     def kill(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill()
         if self.proc.poll() is None:
-            # Stop it first: a stopped worker cannot fork while its tree is walked.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGSTOP)
+            # Stop them all first: stopped processes cannot fork, nor wake each other.
+            stop_tree(self.pid)
         kill_tree(self.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         self._reap(EXIT_WAIT_S)
+        if self.cgroup is not None:
+            self.cgroup.kill()  # anything that was between the tree and the group
+            self.cgroup.remove()
         self.close_io()
+
+
+def _state(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return b"X"
+
+
+def stop_tree(pid: int) -> None:
+    """SIGSTOP ``pid`` and every descendant, round after round, until one round finds
+    every one of them stopped (or gone): none is left that could fork or ``SIGCONT``
+    another while they are killed."""
+    for _ in range(KILL_ROUNDS):
+        found = [pid, *descendants(pid)]
+        for child in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGSTOP)
+        if all(_state(child) in (b"T", b"t", b"Z", b"X") for child in found) and set(found) == {
+            pid,
+            *descendants(pid),
+        }:
+            return
 
 
 class _Spawner:
@@ -320,8 +382,8 @@ def spawn(
     The umask is fixed so that directories bubblewrap creates (parents of the bound
     Python installation) can be traversed by the unprivileged sandbox user.
     """
-    to_worker_r, to_worker_w = os.pipe()
-    from_worker_r, from_worker_w = os.pipe()
+    to_worker_r, to_worker_w = _socket_pair()
+    from_worker_r, from_worker_w = _socket_pair()
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the worker's life
     try:
         proc = _SPAWNER.call(
@@ -348,65 +410,13 @@ def spawn(
     return proc, Channel(from_worker_r, to_worker_w), stderr
 
 
-_staged: dict[Path, Path | None] = {}
-_staged_lock = threading.Lock()
-
-
-def staged_worker(worker: Path) -> Path | None:
-    """A private directory with ``worker.py``, ``protocol.py`` and their bytecode.
-
-    Compiling the worker's source on every start costs several ms of CPU, and pyc
-    files next to the package's sources may not exist (read-only installs,
-    ``PYTHONDONTWRITEBYTECODE``). So each host process compiles them once into a
-    directory of its own, removed at exit. None if that fails (then the worker runs
-    from its source).
-    """
-    with _staged_lock:
-        if worker not in _staged:
-            _staged[worker] = _stage_worker(worker)
-        return _staged[worker]
-
-
-def _stage_worker(worker: Path) -> Path | None:
-    try:
-        locked = LockedDir("worker")
-    except OSError:
-        return None
-    atexit.register(locked.remove)
-    target = locked.path
-    try:
-        for source in (worker, worker.with_name("protocol.py")):
-            copy = target / source.name
-            shutil.copyfile(source, copy)
-            py_compile.compile(
-                str(copy),
-                cfile=importlib.util.cache_from_source(str(copy)),
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        for path in (target, target / "__pycache__"):
-            path.chmod(0o755)  # readable by the sandbox's unprivileged user
-        for path in [*target.glob("*.py"), *target.glob("__pycache__/*")]:
-            path.chmod(0o644)
-    except (OSError, py_compile.PyCompileError):
-        locked.remove()
-        return None
-    return target
-
-
-LAUNCH = (
-    "import os, sys; d = os.path.dirname(sys.argv[1]); sys.path.insert(0, d); "
-    "import worker; sys.path.remove(d); sys.exit(worker.main())"
-)
-"""Imports the worker (its bytecode is ready) instead of running it as a script (compiled
-from source every time). The worker's path stays on the command line, for ``ps``."""
-
-
-def worker_command(python: str, worker: str, staged: bool) -> list[str]:
-    """How to start the worker at ``worker`` (a path as the worker will see it)."""
-    if staged:
-        return [python, "-I", "-S", "-B", "-c", LAUNCH, worker]
-    return [python, "-I", "-S", "-B", worker]
+def _socket_pair() -> tuple[int, int]:
+    """Descriptors of a connected pair: the first end reads, the second writes."""
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with contextlib.suppress(OSError):
+        reader.shutdown(socket.SHUT_WR)
+        writer.shutdown(socket.SHUT_RD)
+    return reader.detach(), writer.detach()
 
 
 class ProcessLauncher:
@@ -431,6 +441,8 @@ class ProcessLauncher:
         harden: dict[str, Any] = {"subreaper": True, "parent_death_signal": True}
         if self.seccomp is not None:
             harden["seccomp"] = self.seccomp.hex()
+            if self.worker == DEFAULT_WORKER:  # a stand-in worker of the tests may not
+                worker.expected = Expected(seccomp=True, no_new_privs=True)
         worker.init = {"harden": harden}
         return worker
 

@@ -7,6 +7,14 @@ in the plain tier the worker installs it on itself before any model code runs. I
   model code would be "root" over a mount namespace of its own and could mount an
   unbounded tmpfs, escaping ``Limits.disk_bytes``; ``clone3`` returns ``ENOSYS`` (its
   flags cannot be inspected) and the C library falls back to ``clone``;
+- ``clone`` with ``CLONE_PARENT``: the new process would be a sibling of the worker (a
+  child of the host in the plain tier), outside the tree that is killed;
+- reaching into other processes: ``pidfd_open``, ``pidfd_getfd`` (which would copy the
+  host's sockets and pipes), ``process_vm_readv`` / ``process_vm_writev``;
+- memory the watch cannot see: ``memfd_create``, ``memfd_secret`` and System V shared
+  memory (``shmget``, ``shmat``);
+- a terminal's input and settings: ``ioctl`` with ``TIOCSTI`` (typing into a terminal),
+  ``TIOCLINUX`` and the ``TCSETS*`` / ``TCSETA*`` family (turning echo off);
 - kernel interfaces a REPL has no use for and that widen the attack surface: ``bpf``,
   ``userfaultfd``, ``perf_event_open``, ``io_uring_*``, the key-ring calls, ``ptrace``;
 - what only a privileged process could do, for the plain tier run as root: mounts,
@@ -26,6 +34,16 @@ import platform
 import struct
 
 CLONE_NEWUSER = 0x10000000
+CLONE_PARENT = 0x00008000
+DENIED_CLONE_FLAGS = CLONE_NEWUSER | CLONE_PARENT
+TERMINAL_IOCTLS = (
+    0x5412,  # TIOCSTI
+    0x541C,  # TIOCLINUX
+    0x5402, 0x5403, 0x5404,  # TCSETS, TCSETSW, TCSETSF
+    0x5406, 0x5407, 0x5408,  # TCSETA, TCSETAW, TCSETAF
+    0x402C542B, 0x402C542C, 0x402C542D,  # TCSETS2, TCSETSW2, TCSETSF2
+)  # fmt: skip
+"""``ioctl`` requests denied: the same numbers on x86-64 and aarch64."""
 MACHINES = ("x86_64", "aarch64")
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 SYSCALLS = {  # name: (x86_64, aarch64)
@@ -38,9 +56,13 @@ SYSCALLS = {  # name: (x86_64, aarch64)
     "finit_module": (313, 273), "delete_module": (176, 106), "kexec_load": (246, 104),
     "kexec_file_load": (320, 294), "swapon": (167, 224), "swapoff": (168, 225),
     "settimeofday": (164, 170), "clock_settime": (227, 112), "clock_adjtime": (305, 266),
-    "adjtimex": (159, 171),
+    "adjtimex": (159, 171), "pidfd_open": (434, 434), "pidfd_getfd": (438, 438),
+    "process_vm_readv": (310, 270), "process_vm_writev": (311, 271),
+    "memfd_create": (319, 279), "memfd_secret": (447, 447), "shmget": (29, 194),
+    "shmat": (30, 196), "ioctl": (16, 29),
 }  # fmt: skip
-DENIED = tuple(name for name in SYSCALLS if name not in ("clone", "unshare", "clone3", "socket"))
+INSPECTED = ("clone", "unshare", "clone3", "socket", "ioctl")
+DENIED = tuple(name for name in SYSCALLS if name not in INSPECTED)
 
 # Classic BPF opcodes and seccomp return values.
 LD_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
@@ -51,6 +73,7 @@ RET = 0x06  # BPF_RET | BPF_K
 ALLOW = 0x7FFF0000
 ERRNO = 0x00050000
 OFFSET_NR, OFFSET_ARCH, OFFSET_ARG0 = 0, 4, 16  # struct seccomp_data (little-endian)
+OFFSET_ARG1 = 24  # low 32 bits of the second argument (an ioctl request is 32 bits)
 X32_BIT = 0x40000000
 
 
@@ -76,12 +99,17 @@ def build_filter(machine: str | None = None, *, deny_sockets: bool = False) -> b
         (JEQ, nr("clone3"), "enosys", None),
         (JEQ, nr("clone"), "flags", None),
         (JEQ, nr("unshare"), "flags", None),
+        (JEQ, nr("ioctl"), "ioctl", None),
     ]
     denied = [*DENIED, "socket"] if deny_sockets else list(DENIED)
     code += [(JEQ, nr(name), "eperm", None) for name in denied]
     code.append((RET, ALLOW, None, None))
     labels = {"flags": len(code)}
-    code += [(LD_ABS, OFFSET_ARG0, None, None), (JSET, CLONE_NEWUSER, "eperm", None)]
+    code += [(LD_ABS, OFFSET_ARG0, None, None), (JSET, DENIED_CLONE_FLAGS, "eperm", None)]
+    code.append((RET, ALLOW, None, None))
+    labels["ioctl"] = len(code)
+    code.append((LD_ABS, OFFSET_ARG1, None, None))
+    code += [(JEQ, request, "eperm", None) for request in TERMINAL_IOCTLS]
     code.append((RET, ALLOW, None, None))
     labels["eperm"] = len(code)
     code.append((RET, ERRNO | errno.EPERM, None, None))

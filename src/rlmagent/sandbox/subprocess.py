@@ -209,6 +209,12 @@ class SubprocessSession:
         self._worker: Worker | None = None
         self._cell = 0
         self._memory_exceeded: str | None = None
+        self._state = threading.Condition()
+        """Guards ``_worker``, ``_closed`` and ``_starting``: :meth:`close` waits for a
+        worker being started on another thread (a cell replacing a dead worker) and
+        kills it, and no worker is started once the session is closed."""
+        self._closed = False
+        self._starting = 0
         self.hardening: tuple[str, ...] = ()
         """Protections beyond the tier's own, e.g. ``("seccomp",)`` (see SECURITY.md)."""
         try:
@@ -280,14 +286,32 @@ class SubprocessSession:
         )
 
     def _spawn(self) -> None:
-        self._restage_if_changed()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        if isinstance(self.launcher, BwrapLauncher):
-            files = [self._context_file] if self._context_file else []
-            worker = self.launcher.launch(self.workdir, files)
-        else:
-            worker = self.launcher.launch(self.workdir)
-        self._worker = worker
+        with self._state:
+            if self._closed:
+                raise SandboxError("the sandbox session is closed: no worker is started")
+            self._starting += 1
+        try:
+            self._restage_if_changed()
+            deadline = time.monotonic() + START_TIMEOUT_S
+            if isinstance(self.launcher, BwrapLauncher):
+                files = [self._context_file] if self._context_file else []
+                worker = self.launcher.launch(self.workdir, files)
+            else:
+                worker = self.launcher.launch(self.workdir)
+        except BaseException:
+            self._started()
+            raise
+        with self._state:
+            closed = self._closed
+            if not closed:
+                self._worker = worker
+        if closed:  # close() ran meanwhile and waits for this worker to be gone
+            try:
+                worker.kill()
+            finally:
+                self._started()
+            raise SandboxError("the sandbox session was closed while its worker started")
+        self._started()
         kind, message = "eof", None
         if worker.channel.send({**self._init, **worker.init}, deadline):
             kind, message = worker.channel.receive(deadline)
@@ -298,11 +322,21 @@ class SubprocessSession:
                 f"the sandbox worker did not start ({kind}: {message}); "
                 f"it said: {errors or '(nothing)'}"
             )
-        worker.ready(self.limits, message)
+        try:
+            worker.ready(self.limits, message)
+        except BaseException:
+            self._kill()  # never left in place to run model code
+            raise
         self.hardening = tuple(worker.hardening)
 
+    def _started(self) -> None:
+        with self._state:
+            self._starting -= 1
+            self._state.notify_all()
+
     def _kill(self) -> None:
-        worker, self._worker = self._worker, None
+        with self._state:
+            worker, self._worker = self._worker, None
         if worker is not None:
             worker.kill()
 
@@ -415,7 +449,12 @@ class SubprocessSession:
         )
 
     def close(self) -> None:
+        """Kill the worker, and one being started on another thread meanwhile (waiting
+        for it), for good: the session starts no worker after this."""
         WATCH.discard(self)
+        with self._state:
+            self._closed = True
+            self._state.wait_for(lambda: self._starting == 0, timeout=START_TIMEOUT_S)
         self._kill()
         self._dir.remove()
 

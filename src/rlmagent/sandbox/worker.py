@@ -34,10 +34,12 @@ if TYPE_CHECKING:
 if __package__:
     from rlmagent.sandbox import protocol
 else:  # run as a script inside the sandbox
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.append(_here)  # last: nothing in this directory can shadow the stdlib
     import protocol  # type: ignore[import-not-found, no-redef]
 
-    del sys.path[0]  # the package's other modules must not shadow the stdlib's
+    sys.path.remove(_here)
+    del _here
 
 if TYPE_CHECKING:
     CallHost = Callable[[str, dict[str, Any]], Any]
@@ -478,11 +480,28 @@ class Repl:
 # -- the worker process ------------------------------------------------------------------
 
 
-def load_context(path: str | None, kind: str) -> Any:
-    if kind == "none" or path is None:
+def load_context(path: str | None, kind: str, fd: Any = None) -> Any:
+    """The context from its file, or from a descriptor the host passed (then closed)."""
+    if kind == "none" or (path is None and not isinstance(fd, int)):
         return None
-    with open(path, encoding="utf-8", errors="replace") as f:
+    source = fd if isinstance(fd, int) and path is None else path
+    with open(source, encoding="utf-8", errors="replace") as f:  # type: ignore[arg-type]
         return protocol.loads(f.read()) if kind == "json" else f.read()
+
+
+def close_other_fds(keep: tuple[int, ...]) -> None:
+    """Close every descriptor but ``keep``: nothing a launcher left open (bubblewrap's
+    set-up descriptors, a context's) reaches model code."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd not in keep:
+            try:  # noqa: SIM105 - contextlib would cost the worker's start-up
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own descriptor, already closed
 
 
 def drop_privileges(user: Any) -> None:
@@ -594,8 +613,13 @@ def main() -> int:
             raise HostCallError(str(reply.get("error", "call failed")))
         return reply.get("value")
 
+    context = load_context(
+        init.get("context_path"), init.get("context_kind", "none"), init.get("context_fd")
+    )
+    if sys.platform.startswith("linux"):
+        close_other_fds((0, 1, 2, rx.fileno(), tx.fileno()))
     repl = Repl(
-        load_context(init.get("context_path"), init.get("context_kind", "none")),
+        context,
         call_host,
         functions=init.get("functions", []),
         max_output_chars=int(init.get("max_output_chars", 10_000)),
