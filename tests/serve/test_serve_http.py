@@ -620,3 +620,29 @@ def test_stopping_the_server_kills_every_sandbox(model_server):
 def _ignore(fn) -> None:
     with contextlib.suppress(openai.APIError):  # the server went away mid-request
         fn()
+
+
+def test_a_context_name_taken_in_a_session_is_400(served: Served, client):
+    raw = client.chat.completions.with_raw_response.create(
+        model="rlm",
+        messages=[{"role": "user", "content": "[[plan:len]] open"}],
+        extra_body={"rlm": {"session": "new", "contexts": {"notes": "a"}}},
+    )
+    sid = raw.headers["x-rlm-session"]
+    try:
+        added = client.chat.completions.create(
+            model="rlm",
+            messages=[{"role": "user", "content": "[[plan:names]] which?"}],
+            extra_body={"rlm": {"session": sid, "contexts": {"log": "b"}}},
+        )
+        assert added.choices[0].message.content == "log,notes"
+        with pytest.raises(openai.BadRequestError, match="already has a context named 'notes'"):
+            client.chat.completions.create(
+                model="rlm",
+                messages=[{"role": "user", "content": "[[plan:names]] again"}],
+                extra_body={"rlm": {"session": sid, "contexts": {"notes": "c"}}},
+            )
+    finally:
+        httpx.delete(
+            f"{served.url}/rlm/sessions/{sid}", headers={"Authorization": f"Bearer {API_KEY}"}
+        )

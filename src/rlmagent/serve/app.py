@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive
 
+from rlmagent.errors import RLMError
 from rlmagent.events import EventBus
 from rlmagent.serve.asgi import EventStream, disconnected
 from rlmagent.serve.backend import Backend, RunSlots, ServeLimits, cap_budget, run_error
@@ -203,8 +204,11 @@ class _Handler:
                 live = await self.sessions.open(agent, bus, chat.context, chat.contexts)
             elif live is not None:
                 self._add_contexts(live, chat)
-        except BaseException:
+        except BaseException as exc:
             self.slots.release(started)
+            outcome = run_error(exc) if isinstance(exc, RLMError) else None
+            if isinstance(outcome, ApiError):  # a bad context for a session, say: 400
+                raise outcome from None
             raise
         work = _Work(self, chat, budget, depth, live, started)
         if chat.stream:
@@ -274,15 +278,10 @@ class _Work:
         agent = self.handler.backend.agent(
             bus=self.bus, model_id=chat.model, budget=self.budget, max_depth=self.depth
         )
-        if chat.contexts is not None and hasattr(agent, "session"):
+        if chat.contexts is not None:  # named contexts: a one-question session holds them
             with agent.session(chat.context, contexts=dict(chat.contexts)) as session:
                 return await session.aask(chat.question, **options)
-        context = chat.context
-        if chat.contexts is not None:  # no sessions here: one dict holds the named contexts
-            context = (
-                dict(chat.contexts) if context is None else {"context": context, **chat.contexts}
-            )
-        return await agent.arun(chat.question, context=context, **options)
+        return await agent.arun(chat.question, context=chat.context, **options)
 
     def _finish(self) -> None:
         if not self.finished:  # once, whether the stream ever started or not

@@ -70,10 +70,7 @@ class SessionStore:
                 code="too_many_sessions",
                 headers={"Retry-After": str(self._next_expiry())},
             )
-        opener = getattr(agent, "session", None)
-        if opener is None:
-            raise ApiError(400, "sessions are not available in this version of rlmagent")
-        session = opener(context, contexts=contexts)
+        session = agent.session(context, contexts=contexts)
         live = LiveSession(secrets.token_urlsafe(18), agent, session, bus, self._clock())
         self._live[live.id] = live
         return live
