@@ -35,16 +35,17 @@ def allowed(tmp_path: Path) -> Path:
     return root
 
 
-def _drive(model_server, allowed: Path, body) -> object:
+def _drive(model_server, allowed: Path, body, *, default_dir: bool = False) -> object:
+    """Run ``body(session)`` against `rlm mcp` over stdio; ``default_dir``: no --allow-dir,
+    started in ``allowed`` (the default is the current directory)."""
+    args = ["-m", "rlmagent", "mcp", "--model", "vllm:fake-root", "--sub-model", "vllm:fake-sub",
+            "--base-url", model_server.url, "--no-log"]  # fmt: skip
     params = StdioServerParameters(
         command=sys.executable,
-        args=[
-            "-m", "rlmagent", "mcp", "--model", "vllm:fake-root", "--sub-model", "vllm:fake-sub",
-            "--base-url", model_server.url, "--no-log", "--allow-dir", str(allowed),
-        ],
+        args=args if default_dir else [*args, "--allow-dir", str(allowed)],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-        cwd=str(allowed.parent),
-    )  # fmt: skip
+        cwd=str(allowed if default_dir else allowed.parent),
+    )
 
     async def main() -> object:
         with anyio.fail_after(120):
@@ -125,6 +126,21 @@ def test_tools_answer_session_and_refused_paths(model_server, allowed: Path):
     assert _text(out["kept"]) == "kept" and _text(out["recall"]) == "tangerine"
     assert not out["closed"].is_error
     assert out["after"].is_error and "rlm_session_open" in _text(out["after"])
+
+
+def test_the_current_directory_is_the_default_allowed_dir(model_server, allowed: Path):
+    async def body(session: ClientSession) -> tuple:
+        inside = await session.call_tool(
+            "rlm_answer", {"question": "[[plan:len]] q", "paths": ["notes.txt"]}
+        )
+        outside = await session.call_tool(
+            "rlm_answer", {"question": "q", "paths": ["../private.txt"]}
+        )
+        return inside, outside
+
+    inside, outside = _drive(model_server, allowed, body, default_dir=True)
+    assert not inside.is_error and _text(inside) == "29 characters"
+    assert outside.is_error and "outside the allowed directories" in _text(outside)
 
 
 def test_an_allowed_dir_that_does_not_exist_is_a_usage_error(tmp_path: Path):
