@@ -7,8 +7,12 @@ skipped and the skip names why. With ``RLMAGENT_REQUIRE_BWRAP=1`` (a CI machine 
 bubblewrap) that is a failure instead, so that a change breaking the tier cannot pass
 as a row of skips.
 
-Tests that only need "a sandbox" build the default ``SubprocessSandbox()`` and pass in
-either tier: the ``IsolationWarning`` of its fallback is shown, not raised (pyproject's
+The Landlock tier's tests carry ``requires_landlock`` the same way (skipped where the
+kernel lacks Landlock; a failure under ``RLMAGENT_REQUIRE_LANDLOCK=1``).
+
+Tests that only need "a sandbox" build the default ``SubprocessSandbox()``: bubblewrap,
+else Landlock (it fails closed where neither works). Tests of the plain tier ask for
+``isolation="process"``; its ``IsolationWarning`` is shown, not raised (pyproject's
 ``filterwarnings``); the tier tests assert that warning themselves.
 """
 
@@ -21,6 +25,7 @@ import sys
 import pytest
 
 REQUIRE_BWRAP = os.environ.get("RLMAGENT_REQUIRE_BWRAP", "") not in ("", "0")
+REQUIRE_LANDLOCK = os.environ.get("RLMAGENT_REQUIRE_LANDLOCK", "") not in ("", "0")
 
 
 @functools.cache
@@ -32,7 +37,21 @@ def bwrap_unavailable() -> str | None:
     return bwrap_problem(find_bwrap(), sys.executable)  # one real probe, cached
 
 
+@functools.cache
+def landlock_unavailable() -> str | None:
+    """Why the Landlock tier cannot run on this machine, or None if it can."""
+    from rlmagent.sandbox.subprocess import landlock_problem
+
+    return landlock_problem(sys.executable)  # one real probe, cached
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("requires_landlock") is not None:
+        missing = landlock_unavailable()
+        if missing is not None and REQUIRE_LANDLOCK:
+            pytest.fail(f"RLMAGENT_REQUIRE_LANDLOCK is set but {missing}", pytrace=False)
+        if missing is not None:
+            pytest.skip(f"needs the Landlock tier: {missing}")
     if item.get_closest_marker("requires_bwrap") is None:
         return
     problem = bwrap_unavailable()

@@ -8,6 +8,7 @@ cannot run (a failure under ``RLMAGENT_REQUIRE_BWRAP=1``; see tests/conftest.py)
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +22,26 @@ from rlmagent.sandbox.subprocess import SubprocessSession
 IS_ROOT = os.geteuid() == 0
 ECHO = [FunctionSpec("llm_query", "echo")]
 
-TIERS = [pytest.param("bwrap", marks=pytest.mark.requires_bwrap), "process"]
+TIERS = [
+    pytest.param("bwrap", marks=pytest.mark.requires_bwrap),
+    pytest.param("landlock", marks=pytest.mark.requires_landlock),
+    "process",
+]
+
+
+def runs_as_root(tier: str) -> bool:
+    """Whether model code of ``tier`` runs as uid 0 here, where the kernel never applies
+    ``RLIMIT_NPROC``: the plain tier on a root host, and the Landlock tier on a root host
+    whose Python ``nobody`` cannot reach (it then drops capabilities but stays uid 0)."""
+    if not IS_ROOT or tier == "bwrap":
+        return False
+    if tier == "landlock":
+        from rlmagent.sandbox.landlock_tier import LandlockLauncher
+        from rlmagent.sandbox.process import DEFAULT_WORKER
+
+        launcher = LandlockLauncher(sys.executable, DEFAULT_WORKER)
+        return launcher.user(launcher.script()[0]) is None
+    return True
 
 
 class Recorder:

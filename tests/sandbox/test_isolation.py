@@ -1,9 +1,11 @@
 """Adversarial suite, isolation: secrets, host processes, network, file system.
 
 Every case runs in every tier and asserts what that tier really does. The bubblewrap
-tier must block each one. The plain tier does not isolate the file system or the user's
-processes (SECURITY.md says so); its cases assert that exposure, so this file and the
-table in SECURITY.md cannot drift apart. Its network is cut by its seccomp filter.
+and Landlock tiers must block each one (bubblewrap: the thing is not there; Landlock:
+it is there and access is refused, ``PermissionError``). The plain tier does not isolate
+the file system or the user's processes (SECURITY.md says so); its cases assert that
+exposure, so this file and the table in SECURITY.md cannot drift apart. Its network is
+cut by its seccomp filter (the Landlock tier's too, and Landlock's TCP rules).
 Escape routes (``os.system``, ``subprocess``, ``ctypes``, a ``__subclasses__`` walk) are
 judged by their effects, not by their syntax.
 """
@@ -57,8 +59,9 @@ def planted(tmp_path: Path) -> Iterator[dict[str, str]]:
 def test_planted_secret_in_the_home(tier, planted):
     with open_session(tier) as session:
         result = session.execute(f"print(open({planted['key']!r}).read())")
-        if tier == "bwrap":
-            assert "FileNotFoundError" in result.error
+        if tier != "process":
+            refused = "FileNotFoundError" if tier == "bwrap" else "PermissionError"
+            assert refused in result.error
             assert planted["secret"] not in result.output
         else:
             assert planted["secret"] in result.output  # not isolated: see SECURITY.md
@@ -76,6 +79,8 @@ def test_the_real_home_is_not_visible(tier):
                 {python.parts[len(Path(home).parts)]} if python.is_relative_to(home) else set()
             )
             assert visible <= allowed, visible
+        elif tier == "landlock":
+            assert "PermissionError" in result.error and visible == set()
         else:
             assert visible == set(os.listdir(home))
 
@@ -93,6 +98,8 @@ for pid in ({planted["holder"]}, {planted["host"]}):
         assert result.error is None, result.error
         if tier == "bwrap":
             assert result.output == "FileNotFoundError\nFileNotFoundError\n"
+        elif tier == "landlock":  # no /proc at all, and no ptrace access outside the domain
+            assert result.output == "PermissionError\nPermissionError\n"
         else:
             assert planted["api_key"] in result.output
 
@@ -100,23 +107,34 @@ for pid in ({planted["holder"]}, {planted["host"]}):
 def test_listing_and_signalling_host_processes(tier, planted):
     code = f"""
 import os
-pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
-print({planted["host"]} in pids, len(pids))
 try:
-    os.kill({planted["host"]}, 0)
-    print("signalled")
-except ProcessLookupError:
-    print("no such process")
+    pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    print({planted["host"]} in pids, len(pids))
+except PermissionError:
+    print("unlisted", 0)
+for target in (os.kill, os.killpg):  # the host, then its process group
+    try:
+        target({planted["host"]}, 0)
+        print("signalled")
+    except ProcessLookupError:
+        print("no such process")
+    except PermissionError:
+        print("refused")
 """
     with open_session(tier) as session:
         result = session.execute(code)
         assert result.error is None, result.error
-        seen, count, signalled = result.output.replace("\n", " ", 1).split(" ", 2)
+        listing, signalled, group = result.output.splitlines()
+        seen, count = listing.split()
+        host_group = os.getpgid(int(planted["host"])) == int(planted["host"])
         if tier == "bwrap":
             assert seen == "False" and int(count) <= 3  # PID 1, the worker, maybe `ls`
-            assert signalled == "no such process\n"
+            assert signalled == group == "no such process"
+        elif tier == "landlock":  # signal scoping: EPERM, though the pid exists
+            assert (seen, signalled) == ("unlisted", "refused")
+            assert group == ("refused" if host_group else "no such process")
         else:
-            assert seen == "True" and signalled == "signalled\n"
+            assert seen == "True" and signalled == "signalled"
 
 
 ESCAPES = {
@@ -141,7 +159,7 @@ def test_escape_routes_are_judged_by_their_effects(tier, planted, route):
         result = session.execute(code)
         leaked = planted["secret"] in result.output
         written = os.path.exists(planted["marker"])
-        if tier == "bwrap":
+        if tier != "process":
             assert not leaked and not written, result
         else:
             assert leaked and written, result
@@ -150,7 +168,7 @@ def test_escape_routes_are_judged_by_their_effects(tier, planted, route):
 
 def test_writing_outside_the_work_directory(tier, planted):
     targets = [planted["marker"]]
-    if tier == "bwrap":  # only where nothing can land on the host if isolation held
+    if tier != "process":  # only where nothing can land on the host if isolation held
         targets += ["/usr/rlm-sandbox-test", "/etc/rlm-sandbox-test", "/rlm-sandbox-test"]
     code = f"""
 for path in {targets!r}:
@@ -164,7 +182,7 @@ for path in {targets!r}:
         with open_session(tier) as session:
             result = session.execute(code)
             assert result.error is None, result.error
-            if tier == "bwrap":
+            if tier != "process":
                 assert "wrote" not in result.output
                 assert not any(os.path.exists(path) for path in targets)
             else:
@@ -229,7 +247,7 @@ except OSError as exc:
             except TimeoutError:
                 accepted = False
             assert not accepted
-            # bwrap: its own empty loopback; plain tier: no sockets at all
+            # bwrap: its own empty loopback; Landlock and plain tiers: no sockets at all
             refused = "ConnectionRefusedError" if tier == "bwrap" else "PermissionError"
             assert result.output == f"{refused}\n"
 

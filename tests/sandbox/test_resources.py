@@ -23,7 +23,7 @@ import pytest
 from rlmagent.sandbox import SubprocessSandbox
 from rlmagent.sandbox.process import wait_gone
 
-from .helpers import IS_ROOT, assert_continues, open_session
+from .helpers import assert_continues, open_session, runs_as_root
 
 MB = 1024**2
 
@@ -120,10 +120,11 @@ except RuntimeError as exc:
 
 
 def test_fork_bomb_is_bounded_and_every_process_is_killed(tier):
-    if tier == "process" and IS_ROOT:
+    if runs_as_root(tier):
         pytest.skip(
-            "the plain tier has no process limit for root (the kernel never applies "
-            "RLIMIT_NPROC to root): an unbounded fork bomb here could take the machine down"
+            f"the {tier} tier runs model code as root here, with no process limit (the "
+            "kernel never applies RLIMIT_NPROC to root): an unbounded fork bomb could take "
+            "the machine down"
         )
     code = """
 import os, time
@@ -227,9 +228,9 @@ print(os.path.getsize("big.bin"))
 
 
 def test_filling_the_disk_with_small_files_stops_at_the_disk_limit(tier):
-    if tier == "process":
+    if tier in ("process", "landlock"):
         pytest.skip(
-            "the plain tier has no bound on total bytes written (see SECURITY.md); "
+            f"the {tier} tier has no bound on total bytes written (see SECURITY.md); "
             "filling the host's disk in a test would do harm"
         )
     code = """

@@ -84,9 +84,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY, metavar="N")
     parser.add_argument(
         "--sandbox",
-        choices=("subprocess", "inprocess"),
+        choices=("subprocess", "bwrap", "landlock", "process", "inprocess"),
         default="subprocess",
-        help="where model code runs (inprocess: NO isolation)",
+        help="where model code runs: subprocess (bubblewrap, else Landlock, else an error), "
+        "one of those tiers by name, or process / inprocess (NO isolation)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", "-q", action="store_true", help="show only the answer")
@@ -170,7 +171,9 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
         max_tokens=reply_tokens,
         sub_temperature=sub_temperature,
         max_concurrency=args.max_concurrency,
-        sandbox=InProcessSandbox() if args.sandbox == "inprocess" else SubprocessSandbox(),
+        sandbox=InProcessSandbox()
+        if args.sandbox == "inprocess"
+        else SubprocessSandbox(isolation="auto" if args.sandbox == "subprocess" else args.sandbox),
         trace=trace,
         max_depth=args.max_depth,
         budget=Budget(

@@ -1,0 +1,188 @@
+"""The Landlock tier: a plain child process that Landlock confines before the worker runs.
+
+For machines where bubblewrap is missing or cannot run (no user namespaces): the worker
+is started through :mod:`rlmagent.sandbox.landlock` as a launcher, which restricts the
+process and then ``exec``\\ s the worker, so no line of the worker (let alone model code)
+runs outside the domain. What the worker may touch:
+
+- read and run: ``/usr`` (and ``/bin``, ``/lib``... ), the Python installation; read:
+  the worker's own code (its staged directory), ``/etc/ld.so.cache``, ``/etc/localtime``,
+  ``/dev/zero``, ``/dev/urandom``, ``/dev/random``;
+- read and write: its work directory and ``/dev/null``; nothing else of the file system
+  (no home, no ``/tmp`` beyond its work directory, no ``/proc`` at all, no ``/etc``);
+- no TCP bind or connect (ABI 4+); no signal to, and no abstract unix socket of, any
+  process outside its domain (ABI 6+); plus the plain tier's seccomp filter (which
+  also denies ``socket``), rlimits, the memory watch and the process-tree kill.
+
+Where the host runs as root, model code must not run as root: the launcher switches to
+``nobody`` (``SANDBOX_UID``) when that user can reach the Python installation; where it
+cannot (a Python under ``/root``, mode 0700), it stays uid 0 with every capability
+dropped for good. The host reads what is in force from ``/proc/<pid>/status`` (uid,
+``NoNewPrivs``, ``CapEff``, ``CapBnd``) before any model code runs, not from the worker's
+word. There is no PID, IPC or network namespace: see SECURITY.md for what that leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+from rlmagent.errors import SandboxError
+from rlmagent.sandbox.base import Limits
+from rlmagent.sandbox.bwrap import OPTIONAL_FILES, ROOT_LINKS, SANDBOX_UID, python_paths
+from rlmagent.sandbox.kernel import Expected
+from rlmagent.sandbox.landlock import abi_version, rights
+from rlmagent.sandbox.process import (
+    DEFAULT_WORKER,
+    ProcessWorker,
+    Worker,
+    clean_env,
+    spawn,
+    staged_worker,
+    user_tasks,
+    worker_command,
+)
+from rlmagent.sandbox.seccomp import build_filter
+
+LAUNCHER = Path(__file__).with_name("landlock.py")
+READ_DEVICES = ("/dev/zero", "/dev/urandom", "/dev/random")
+MIN_ABI = 1
+
+
+def reachable_by_others(paths: list[str]) -> bool:
+    """Whether a user who owns none of ``paths`` can reach them: every ancestor
+    directory searchable by "others", each path itself readable and searchable."""
+    for path in paths:
+        parts = Path(os.path.realpath(path)).parts
+        for depth in range(1, len(parts) + 1):
+            try:
+                mode = os.stat(os.path.join(*parts[:depth])).st_mode
+            except OSError:
+                return False
+            need = stat.S_IXOTH  # a directory on the way: searchable
+            if depth == len(parts) and stat.S_ISDIR(mode):
+                need = stat.S_IROTH | stat.S_IXOTH
+            elif depth == len(parts):  # a program must run, a script be read
+                need = stat.S_IXOTH if mode & stat.S_IXUSR else stat.S_IROTH
+            if mode & need != need:
+                return False
+    return True
+
+
+def kernel_status(pid: int) -> dict[str, str]:
+    """The fields of ``/proc/<pid>/status`` (``Uid``, ``NoNewPrivs``, ``CapEff``...)."""
+    fields: dict[str, str] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+class LandlockWorker(ProcessWorker):
+    """A worker confined by Landlock; killed like the plain tier's (its process tree)."""
+
+    def __init__(self, *args: Any, uid: int, abi: int) -> None:
+        super().__init__(*args)
+        self.uid = uid
+        self.abi = abi
+
+    def ready(self, limits: Limits, message: dict[str, Any]) -> None:
+        self.hardening += self.verify()
+        super().ready(limits, message)
+
+    def verify(self) -> list[str]:
+        """The Landlock rights in force. The kernel confirms the rest before model code
+        runs (``expected``: uid, no_new_privs, seccomp, no effective capabilities; here
+        also, for uid 0, empty permitted and bounding sets); SandboxError if not."""
+        if self.uid == 0:
+            status = kernel_status(self.pid)
+            caps = {key: status.get(key, "") for key in ("CapPrm", "CapBnd", "CapAmb")}
+            if any(not value or int(value, 16) for value in caps.values()):
+                self.kill()
+                raise SandboxError(f"the Landlock worker kept capabilities ({caps})")
+        _, net, scoped = rights(self.abi)
+        found = [f"landlock-abi-{self.abi}", "landlock-fs"]
+        found += ["landlock-tcp"] if net else []
+        found += ["landlock-scoped"] if scoped else []
+        return found
+
+    def process_limit(self, limits: Limits) -> int | None:
+        if self.uid == 0:
+            return None  # the kernel never applies RLIMIT_NPROC to uid 0 (SECURITY.md)
+        return user_tasks(self.uid) + limits.processes
+
+
+class LandlockLauncher:
+    """Starts workers through the Landlock launcher (see the module docstring)."""
+
+    isolation = "landlock"
+
+    def __init__(self, python: str, worker: Path) -> None:
+        found = shutil.which(python) or python
+        self.python = os.path.realpath(found)
+        self.worker = worker
+        self.abi, self.problem = abi_version()
+        if self.problem is None and self.abi < MIN_ABI:
+            self.problem = f"Landlock ABI {self.abi} is too old"
+        self.seccomp = build_filter(deny_sockets=True)  # no network namespace here
+
+    def script(self) -> tuple[Path, bool]:
+        """The worker script to run and whether it is the staged (compiled) copy."""
+        staged = staged_worker(self.worker) if self.worker == DEFAULT_WORKER else None
+        return (staged / "worker.py", True) if staged else (self.worker, False)
+
+    def rules(self, workdir: Path, script: Path) -> list[tuple[str, str]]:
+        """``(access, path)`` pairs for the launcher's ``--allow`` options."""
+        rules = [("rx", "/usr")]
+        rules += [("rx", link) for link in ROOT_LINKS if os.path.isdir(link)]
+        rules += [("rx", path) for path in python_paths(self.python)]
+        rules += [("r", path) for path in OPTIONAL_FILES]
+        rules.append(("r", str(script.parent)))
+        rules += [("r", path) for path in READ_DEVICES]
+        rules += [("rw", str(workdir)), ("rw", "/dev/null")]
+        return rules
+
+    def user(self, script: Path) -> tuple[int, int] | None:
+        """The user to switch to: ``nobody`` for a root host that it can serve."""
+        if os.geteuid() != 0:
+            return None
+        needed = [self.python, *python_paths(self.python), str(script)]
+        return (SANDBOX_UID, SANDBOX_UID) if reachable_by_others(needed) else None
+
+    def launch(self, workdir: Path) -> Worker:
+        if self.problem is not None:
+            raise SandboxError(self.problem)
+        script, staged = self.script()
+        options: list[str] = []
+        for access, path in self.rules(workdir, script):
+            options += ["--allow", access, path]
+        user = self.user(script)
+        if user is not None:
+            options += ["--user", f"{user[0]}:{user[1]}"]
+            os.chown(workdir, -1, user[1])  # its group may write there: nobody else may
+            os.chmod(workdir, 0o770)
+        elif os.geteuid() == 0:
+            options.append("--no-caps")
+        command = worker_command(self.python, str(script), staged)
+        argv = [self.python, "-I", "-S", "-B", str(LAUNCHER), *options, "--", *command]
+        proc, channel, stderr = spawn(argv, cwd=workdir, env=clean_env(str(workdir)))
+        uid = user[0] if user is not None else os.geteuid()
+        worker = LandlockWorker(proc, channel, stderr, uid=uid, abi=self.abi)
+        harden: dict[str, Any] = {"subreaper": True, "parent_death_signal": True}
+        if self.seccomp is not None:
+            harden["seccomp"] = self.seccomp.hex()
+        worker.init = {"harden": harden}
+        worker.expected = Expected(  # the launcher's part holds for any worker script
+            seccomp=self.seccomp is not None and self.worker == DEFAULT_WORKER,
+            no_new_privs=True,
+            uid=uid,
+            no_capabilities=uid == 0,
+        )
+        return worker
