@@ -84,7 +84,9 @@ def start_serve(url: str, concurrent: int, sessions: int) -> tuple[subprocess.Po
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
-    line = proc.stderr.readline()
+    line = proc.stderr.readline()  # first the sandbox tier, then the address
+    if "listening on" not in line:
+        line = proc.stderr.readline()
     found = re.search(r"http://\S+", line)
     if not found:
         raise SystemExit(f"rlm serve did not start: {line}")

@@ -168,9 +168,10 @@ def test_streamable_http_on_loopback(model_server, allowed: Path):
     )  # fmt: skip
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
-        found = re.search(r"http://127\.0\.0\.1:\d+/mcp", line)
-        assert found, line
+        lines = [proc.stderr.readline() for _ in range(2)]  # the sandbox tier, the address
+        assert "sandbox" in lines[0], lines
+        found = re.search(r"http://127\.0\.0\.1:\d+/mcp", lines[1])
+        assert found, lines
 
         async def main() -> tuple[set[str], str]:
             with anyio.fail_after(60):

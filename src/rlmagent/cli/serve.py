@@ -95,6 +95,9 @@ def build_backend(args: argparse.Namespace) -> Any:
 
     template_args = argparse.Namespace(**{**vars(args), "no_log": True, "trace": None})
     template = build_agent(template_args, EventBus())
+    isolation = getattr(template.settings.sandbox, "isolation", None)  # probes the tiers now:
+    if isinstance(isolation, str):  # where none works, the server fails here, not per request
+        print(f"rlm {args.command}: model code runs in the {isolation!r} sandbox", file=sys.stderr)
     options = {"base_url": args.base_url} if args.base_url else {}
     models = {spec: get_engine(spec, **options) for spec in args.allow_model}
     log_dir = None
