@@ -209,3 +209,28 @@ def test_server_flags_refuse_what_makes_no_sense_and_know_loopback():
     check_server_args(parser.parse_args(["serve", "--max-calls", "5"]))  # fine
     assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com"]))
+
+
+def test_backend_agents_share_the_template_and_an_allowed_model_gets_its_own_profile():
+    from rlmagent import FunctionEngine, RLMAgent
+    from rlmagent.events import EventBus
+    from rlmagent.serve.backend import Backend
+
+    class Local(FunctionEngine):
+        provider = "local"  # the embedded model's provider: the small profile by default
+
+    root, other = Local(lambda m, x: "r"), FunctionEngine(lambda m, x: "o")
+    template = RLMAgent(root, "tiny", max_turns=3, max_depth=2, budget=Budget(max_calls=9))
+    backend = Backend(template, models={"function:big": other})
+    agent = backend.agent(bus=EventBus(), max_depth=1)
+    assert agent.settings.root.engine is root and agent.settings.prompt_profile == "small"
+    assert agent.settings.max_turns == 3 and agent.settings.max_depth == 1
+    assert agent.settings.sandbox is template.settings.sandbox  # one sandbox factory
+    big = backend.agent(bus=EventBus(), model_id="rlm:function:big")
+    assert big.settings.root.engine is other and big.settings.prompt_profile == "capable"
+    assert big.settings.sub.engine is root  # sub-calls stay on the server's sub-model
+    with pytest.raises(ApiError) as unknown:
+        backend.agent(bus=EventBus(), model_id="rlm:function:nope")
+    assert unknown.value.status == 404
+    with pytest.raises(ApiError, match="above this server's limit of 2"):
+        backend.agent(bus=EventBus(), max_depth=3)

@@ -105,7 +105,13 @@ def build_backend(args: argparse.Namespace) -> Any:
         from rlmagent.trace import runs_dir
 
         log_dir = runs_dir(os.environ.get("RLMAGENT_HOME"))
-    return Backend(template, models=models, log_dir=log_dir)
+    return Backend(
+        template,
+        models=models,
+        log_dir=log_dir,
+        prompt_profile=args.prompt_profile,
+        check_answers=args.check,
+    )
 
 
 def handle(args: argparse.Namespace) -> int:

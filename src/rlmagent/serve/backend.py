@@ -110,10 +110,15 @@ class Backend:
         *,
         models: Mapping[str, Engine] | None = None,
         log_dir: Path | None = None,
+        prompt_profile: str | None = None,
+        check_answers: bool | None = None,
     ) -> None:
         self.template = template
         self.models = dict(models or {})
         self.log_dir = log_dir
+        self.prompt_profile = prompt_profile
+        """The operator's choice (None: by the root's engine, also for ``rlm:SPEC``)."""
+        self.check_answers = check_answers
 
     @property
     def budget(self) -> Budget | None:
@@ -164,8 +169,11 @@ class Backend:
         settings = self.template.settings
         engine = self.root_engine(model_id)
         root = settings.root
-        if engine is not None:
+        profile: str | None = settings.prompt_profile
+        check: bool | None = settings.check_answers
+        if engine is not None:  # another root: its own default profile unless one was chosen
             root_engine, root_model = engine, getattr(engine, "model", root.model)
+            profile, check = self.prompt_profile, self.check_answers
         else:
             root_engine, root_model = root.engine, root.model
         trace = None
@@ -191,8 +199,8 @@ class Backend:
             max_depth=self.depth(max_depth),
             budget=budget,
             cache=self.template.cache,
-            prompt_profile=settings.prompt_profile,
-            check_answers=settings.check_answers,
+            prompt_profile=profile,
+            check_answers=check,
         )
 
 
