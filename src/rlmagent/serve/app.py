@@ -231,6 +231,7 @@ class _Handler:
                 "rlm.context is set when a session opens; add more with rlm.contexts",
                 param="rlm.context",
             )
+        self.sessions.touch(live)  # not swept between here and its question
         return live
 
     @staticmethod
