@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import pty
@@ -95,7 +96,8 @@ def trial(moment: str, workdir: Path, grace: float, rng: random.Random) -> dict:
     ctx = workdir / "context.txt"
     common = ["--context", str(ctx), "--trace", str(trace), "--no-log", "--max-turns", "3"]
     if moment in SCRIPTS:
-        argv = [sys.executable, os.path.abspath(__file__), "--as-cli", moment, "run", "Summarise the sensors."]
+        me = os.path.abspath(__file__)
+        argv = [sys.executable, me, "--as-cli", moment, "run", "Summarise the sensors."]
         argv += [*common, "--model", "benchroot:s", "--sub-model", "local:qwen2.5-coder-1.5b"]
     else:
         argv = [sys.executable, "-m", "rlmagent", "run", "Which sensor read 42 units?", *common]
@@ -105,6 +107,9 @@ def trial(moment: str, workdir: Path, grace: float, rng: random.Random) -> dict:
     t0 = time.monotonic()
     pid, fd = pty.fork()
     if pid == 0:  # the child: its controlling terminal is the pty
+        # as typed in a shell: Ctrl-C kills by default (a shell's background job, e.g.
+        # `nohup ... &`, starts its children with SIGINT ignored, and Python keeps that)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execve(argv[0], argv, env)
     output = bytearray()
     offset, seen, fire_at, fired_at = 0, 0, None, None
@@ -112,10 +117,8 @@ def trial(moment: str, workdir: Path, grace: float, rng: random.Random) -> dict:
     while status is None:
         ready, _, _ = select.select([fd], [], [], 0.05)
         if ready:
-            try:
+            with contextlib.suppress(OSError):
                 output += os.read(fd, 65536)
-            except OSError:
-                pass
         now = time.monotonic()
         if fire_at is None:
             types, offset = _events(trace, offset)

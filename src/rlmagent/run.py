@@ -501,11 +501,13 @@ class Run:
             completion, latency = await self._complete(messages, turn, final=self.depth == 0)
         except BudgetExceeded as exc:
             raise self.budget_error(exc) from None
-        marker = parsing.find_final(completion.content)
+        # our own words are no answer: not even the "FINAL(answer)" of the prompt, echoed
+        reply = prompts.without_echo(completion.content, messages[-1]["content"])
+        marker = parsing.find_final(reply)
         cells: list[Cell] = []
         answer = await self._resolve(marker, turn, cells)
         if answer is None:
-            answer = plain_answer(prompts.without_echo(completion.content, messages[-1]["content"]))
+            answer = plain_answer(reply)
         self._step(turn, completion, latency, tuple(cells), "")
         if self.typed is not None:  # no turn is left to correct it: OutputTypeError
             self.typed.accept(answer)

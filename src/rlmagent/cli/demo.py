@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlmagent.cli.common import add_engine_options, execute, report
+from rlmagent.cli.common import (
+    EXIT_ANSWER,
+    EXIT_ERROR,
+    add_engine_options,
+    execute,
+    exit_code,
+    report,
+)
 from rlmagent.demo import DEFAULT_DEMO_CHARS, make_demo
 
 
@@ -35,4 +42,6 @@ def handle(args: argparse.Namespace) -> int:
     if not args.json:
         verdict = "correct" if correct else f"wrong (expected {demo.answer})"
         print(f"expected {demo.answer}: {verdict}", file=sys.stderr)
-    return 0 if correct else 1
+    if exit_code(result) != EXIT_ANSWER:
+        return exit_code(result)
+    return EXIT_ANSWER if correct else EXIT_ERROR

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlmagent.cli.common import add_engine_options, execute, read_contexts, report
+from rlmagent.cli.common import (
+    EXIT_USAGE,
+    add_engine_options,
+    execute,
+    exit_code,
+    read_contexts,
+    report,
+)
 from rlmagent.cli.contexts import add_context_options
 from rlmagent.errors import UsageError
 
@@ -36,11 +43,11 @@ def handle(args: argparse.Namespace) -> int:
             output_spec(schema)
     except UsageError as exc:
         print(f"rlm: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     result = execute(
         args, args.question, loaded.context(), output_type=schema, contexts=loaded.contexts
     )
     if isinstance(result, int):
         return result
     report(args, result)
-    return 0
+    return exit_code(result)

@@ -24,7 +24,7 @@ def resolve_runs_dir() -> Path:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "runs",
-        help="list past runs (rlm view opens the newest)",
+        help="list past runs (rlm view N opens row N; rlm view, the newest)",
         description="List the runs kept in the run log ($RLMAGENT_HOME/runs or the user's "
         "data directory), newest first.",
     )
@@ -59,6 +59,7 @@ def _row(s: RunSummary) -> dict[str, object]:
         "tokens": s.tokens,
         "cost_usd": s.cost_usd,
         "status": s.status,
+        "stop_reason": s.stop_reason,
         "error": s.error,
         "path": str(s.path),
     }
@@ -110,5 +111,8 @@ def handle(args: argparse.Namespace) -> int:
                 for v, w, name in zip(row, widths, COLUMNS, strict=True)
             ]
             print("  ".join(cells).rstrip())
-    print(f"{len(summaries)} run(s) in {directory}; `rlm view` opens the newest", file=sys.stderr)
+    print(
+        f"{len(summaries)} run(s) in {directory}; `rlm view N` opens row N, `rlm view` the newest",
+        file=sys.stderr,
+    )
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rlmagent.cli.runs import resolve_runs_dir
 from rlmagent.errors import UsageError
-from rlmagent.trace import latest_run
+from rlmagent.trace import latest_run, run_at
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="?",
         default=None,
         metavar="TRACE",
-        help="a .jsonl trajectory (default: the newest run in `rlm runs`)",
+        help="a .jsonl trajectory, or N: row N of `rlm runs` (default: the newest run)",
     )
     parser.add_argument(
         "-o",
@@ -55,6 +55,13 @@ def handle(args: argparse.Namespace) -> int:
         if trace is None:
             print(f"rlm: error: no runs in {directory}; give a trace file", file=sys.stderr)
             return 2
+    elif args.trace.isdigit() and not Path(args.trace).exists():  # a row of `rlm runs`
+        directory = resolve_runs_dir()
+        found = run_at(directory, int(args.trace))
+        if found is None:
+            print(f"rlm: error: no run {args.trace} in {directory} (see rlm runs)", file=sys.stderr)
+            return 2
+        trace = found
     else:
         trace = Path(args.trace)
         if not trace.is_file():

@@ -52,8 +52,10 @@ def _import_anthropic(model: str) -> Any:
     try:
         import anthropic
     except ImportError as exc:
+        from rlmagent.extras import install_hint
+
         raise EngineNotAvailable(
-            'the anthropic engine needs the anthropic package: pip install "rlmagent[anthropic]"',
+            f"the anthropic engine needs the anthropic package: {install_hint('anthropic')}",
             provider="anthropic",
             model=model,
         ) from exc
@@ -87,8 +89,9 @@ class AnthropicEngine(SDKEngine):
         key = api_key or os.environ.get(API_KEY_ENV)
         if not key:
             raise EngineNotAvailable(
-                f"the anthropic engine needs an API key: set {API_KEY_ENV} "
-                "or pass api_key=... to get_engine()",
+                f"the anthropic engine needs an API key: set {API_KEY_ENV} (the CLI's "
+                "--api-key-env VAR reads it from another variable; Python: get_engine(..., "
+                "api_key=...))",
                 provider="anthropic",
                 model=model,
             )

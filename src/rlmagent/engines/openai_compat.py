@@ -100,8 +100,10 @@ def _import_openai(provider: str, model: str) -> Any:
     try:
         import openai
     except ImportError as exc:
+        from rlmagent.extras import install_hint
+
         raise EngineNotAvailable(
-            f'the {provider} engine needs the openai package: pip install "rlmagent[openai]"',
+            f"the {provider} engine needs the openai package: {install_hint('openai')}",
             provider=provider,
             model=model,
         ) from exc
@@ -174,8 +176,9 @@ class OpenAICompatEngine(SDKEngine):
             return from_env
         if self.preset.key_required:
             raise EngineNotAvailable(
-                f"the {self.preset.name} engine needs an API key: set {env} "
-                f"or pass api_key=... to get_engine()",
+                f"the {self.preset.name} engine needs an API key: set {env} (the CLI's "
+                "--api-key-env VAR reads it from another variable; Python: get_engine(..., "
+                "api_key=...))",
                 provider=self.preset.name,
                 model=model,
             )

@@ -29,8 +29,12 @@ def without_echo(reply: str, prompt: str) -> str:
     """``reply`` without the sentences of ``prompt`` it repeats (small models echo the
     instructions they were shown; our own words are never an answer)."""
     text = reply
-    for line in prompt.splitlines():
-        for sentence in re.split(r"(?<=[.:!?])\s+", line.strip()):
+    lines = [line.strip() for line in prompt.splitlines()]
+    for line in lines:  # whole lines first ("Question: ..."), then their sentences
+        if len(line) >= 12 and line in text:
+            text = text.replace(line, " ")
+    for line in lines:
+        for sentence in re.split(r"(?<=[.:!?])\s+", line):
             if len(sentence) >= 12 and sentence in text:
                 text = text.replace(sentence, " ")
     return " ".join(text.split()) if text != reply else reply

@@ -19,7 +19,8 @@ Two deliberate departures from the raw events keep files small and safe:
   second line of defence.
 
 The run log keeps one trajectory per run in the user's data directory
-(:func:`runs_dir`, :func:`new_run_path`, :func:`list_runs`, :func:`latest_run`).
+(:func:`runs_dir`, :func:`new_run_path`, :func:`list_runs`, :func:`latest_run`,
+:func:`run_at`; :func:`link_run` for a run written elsewhere).
 """
 
 from __future__ import annotations
@@ -47,10 +48,14 @@ from rlmagent.trace.model import (
 )
 from rlmagent.trace.runlog import (
     RunSummary,
+    discard_if_unused,
     latest_run,
+    link_run,
     list_runs,
     new_run_path,
+    run_at,
     runs_dir,
+    status_of,
     summarize_run,
 )
 
@@ -69,13 +74,17 @@ __all__ = [
     "Trajectory",
     "build_trajectory",
     "decode",
+    "discard_if_unused",
     "event_from_dict",
     "event_to_dict",
     "iter_events",
     "latest_run",
+    "link_run",
     "list_runs",
     "load_trajectory",
     "new_run_path",
+    "run_at",
     "runs_dir",
+    "status_of",
     "summarize_run",
 ]

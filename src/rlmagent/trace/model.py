@@ -111,6 +111,8 @@ class TraceRun:
     answer: str | None = None
     usage: Usage | None = None
     error: str | None = None
+    stop_reason: str | None = None
+    """Why the run ended (:data:`rlmagent.types.STOP_REASONS`); None while it runs."""
     notices: tuple[str, ...] = ()
     loose_calls: tuple[TraceCall, ...] = ()
     """Sub-calls published outside any cell of this run."""
@@ -323,6 +325,7 @@ def build_trajectory(
             r.info.update(ended_at=e.time, error=e.error)
             if e.result is not None:
                 r.info.update(answer=e.result.content, usage=e.result.usage)
+                r.info.update(stop_reason=e.result.stop_reason)
         elif isinstance(e, ev.TurnStarted):
             r.turn(e.turn, e.time)
         elif isinstance(e, ev.RootCompletion):

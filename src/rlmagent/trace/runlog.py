@@ -1,12 +1,15 @@
 """The run log: one trajectory per run in the user's data directory, and summaries of them.
 
 :func:`new_run_path` names files by creation time, so :func:`latest_run` is the newest.
-:func:`summarize_run` reads only the two ends of a finished run's file.
+:func:`summarize_run` reads only the two ends of a finished run's file. A run written
+elsewhere (``rlm run --trace PATH``) is kept as a link to that file (:func:`link_run`).
+Empty files (a run rejected before it started) and links whose file is gone are not runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -26,8 +29,9 @@ def runs_dir(home: str | Path | None = None) -> Path:
     return Path(home).expanduser() / "runs"
 
 
-def new_run_path(directory: str | Path) -> Path:
-    """A fresh, time-ordered ``.jsonl`` path in ``directory`` (created if needed)."""
+def new_run_path(directory: str | Path, *, link_to: str | Path | None = None) -> Path:
+    """A fresh, time-ordered ``.jsonl`` path in ``directory`` (created if needed): an
+    empty file, or with ``link_to`` a symbolic link to that file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     now = time.time()
@@ -37,16 +41,56 @@ def new_run_path(directory: str | Path) -> Path:
         suffix = f"-{n}" if n else ""
         candidate = directory / f"{stamp}-{micros:06d}{suffix}.jsonl"
         try:
-            candidate.touch(exist_ok=False)
+            if link_to is None:
+                candidate.touch(exist_ok=False)
+            else:
+                os.symlink(Path(link_to).resolve(), candidate)
         except FileExistsError:
             continue
         return candidate
     raise UsageError(f"could not find a free run file name in {directory}")
 
 
+def link_run(directory: str | Path, trace: str | Path) -> Path | None:
+    """Keep a run written to ``trace`` in the run log as a link to it (``rlm runs`` lists
+    it); None where it is not a run (empty) or links cannot be made here."""
+    trace = Path(trace)
+    if not _is_run(trace):
+        return None
+    try:
+        return new_run_path(directory, link_to=trace)
+    except OSError:  # no symbolic links on this file system
+        return None
+
+
+def discard_if_unused(path: str | Path) -> bool:
+    """Remove a run-log file that no run wrote to (a rejected invocation); True if so."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+            return True
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def _is_run(path: Path) -> bool:
+    """A file with something in it (links followed; a dangling link is not a run)."""
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One line of ``rlm runs``. ``status``: done, error, incomplete or unreadable."""
+    """One line of ``rlm runs``.
+
+    ``status``: ``done`` (a confident answer), ``max_turns``, ``stalled``, ``budget``
+    (ended without one: :func:`status_of`), ``cancelled``, ``error``, ``incomplete`` (no
+    end on file: still running, or killed) or ``unreadable``. ``stop_reason`` is the
+    run's own (None when the file has none)."""
 
     path: Path
     started_at: float
@@ -59,6 +103,24 @@ class RunSummary:
     status: str = "incomplete"
     error: str | None = None
     models: tuple[str, ...] = field(default=())
+    stop_reason: str | None = None
+
+
+CONFIDENT = frozenset({"final", "final_repeated", "answer_without_final"})
+"""Stop reasons of a run that ended with an answer it stands by (``types.STOP_REASONS``)."""
+
+
+def status_of(stop_reason: str | None, error: str | None) -> str:
+    """The ``rlm runs`` status of a finished run."""
+    if stop_reason == "cancelled" or (error or "").startswith("CancelledError"):
+        return "cancelled"
+    if stop_reason == "budget" or (error or "").startswith("BudgetExceeded"):
+        return "budget"
+    if error:
+        return "error"
+    if stop_reason is None or stop_reason in CONFIDENT:
+        return "done"
+    return stop_reason
 
 
 _TAIL_BYTES = 1 << 20
@@ -106,6 +168,7 @@ def summarize_run(path: str | Path) -> RunSummary:
         if start and end:
             result = end.get("result") or {}
             usage = result.get("usage") or {}
+            stop = result.get("stop_reason")
             return RunSummary(
                 path=path,
                 started_at=float(start.get("time", mtime)),
@@ -115,9 +178,10 @@ def summarize_run(path: str | Path) -> RunSummary:
                 calls=int(usage.get("calls", 0)),
                 tokens=int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)),
                 cost_usd=usage.get("cost_usd"),
-                status="error" if end.get("error") else "done",
+                status=status_of(stop, end.get("error")),
                 error=end.get("error"),
                 models=tuple(sorted(usage.get("by_model") or {})),
+                stop_reason=stop,
             )
         traj = load_trajectory(path)
     except (OSError, UsageError, ValueError) as exc:
@@ -135,9 +199,10 @@ def summarize_run(path: str | Path) -> RunSummary:
         calls=usage_obj.calls,
         tokens=usage_obj.total_tokens,
         cost_usd=usage_obj.cost_usd,
-        status=("error" if root.error else "done") if root.finished else "incomplete",
+        status=status_of(root.stop_reason, root.error) if root.finished else "incomplete",
         error=root.error,
         models=tuple(sorted(usage_obj.by_model)),
+        stop_reason=root.stop_reason,
     )
 
 
@@ -156,7 +221,7 @@ def _run_key(path: Path) -> str:
 def _run_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
-    return sorted((p for p in directory.glob("*.jsonl") if p.is_file()), key=_run_key)
+    return sorted((p for p in directory.glob("*.jsonl") if _is_run(p)), key=_run_key)
 
 
 def list_runs(directory: str | Path, limit: int | None = None) -> list[RunSummary]:
@@ -171,3 +236,9 @@ def latest_run(directory: str | Path) -> Path | None:
     """The newest trajectory in ``directory``, or None when there is none."""
     files = _run_files(Path(directory))
     return files[-1] if files else None
+
+
+def run_at(directory: str | Path, number: int) -> Path | None:
+    """The trajectory on row ``number`` of ``rlm runs`` (1 = the newest), or None."""
+    files = _run_files(Path(directory))
+    return files[-number] if 1 <= number <= len(files) else None
