@@ -189,3 +189,26 @@ def test_a_real_traced_run_in_the_browser(browser: Any, tmp_path: Path, artifact
     assert calls[0].find_element("css selector", ".prompt").text == "Count x in: abcxabcxab"
     assert calls[0].find_element("css selector", ".answer-text").text == "2"
     assert browser.save_screenshot(str(artifacts / "viewer-scripted-run.png"))
+
+
+def test_a_run_without_a_confident_answer_is_not_shown_complete(
+    browser: Any, write_trace: Callable[..., Path]
+) -> None:
+    from rlmagent import events as ev
+    from rlmagent.types import AgentResult, Usage
+
+    def ended(stop_reason: str, error: str | None = None) -> Path:
+        result = AgentResult(content="7", turns=6, usage=Usage(), stop_reason=stop_reason)
+        end = ev.RunEnded(run_id="run-root", result=result, error=error)
+        return write_html(write_trace([*synth.small_run(finish=False), end]))
+
+    open_page(browser, ended("max_turns"))
+    badges = css(browser, ".badges")[0].text
+    assert "turn limit" in badges and "complete" not in badges
+    assert "no confident answer" in css(browser, "#answer .muted")[0].text
+    open_page(browser, ended("cancelled", "CancelledError: the run was cancelled"))
+    badges = css(browser, ".badges")[0].text
+    assert "cancelled" in badges and "run failed" not in badges and "complete" not in badges
+    open_page(browser, ended("error", "EngineError: 503"))
+    assert "run failed" in css(browser, ".badges")[0].text
+    assert severe_logs(browser) == []

@@ -116,3 +116,21 @@ def test_a_partial_trace_renders(write_trace: Callable[..., Path]) -> None:
     assert data["complete"] is False
     assert [c["done"] for c in data["calls"]] == [False, True, False]
     assert data["runs"][0]["answer"] is None
+
+
+def ended(stop_reason: str, error: str | None = None) -> list[ev.Event]:
+    from rlmagent.types import AgentResult, Usage
+
+    result = AgentResult(content="7", turns=3, usage=Usage(), stop_reason=stop_reason)
+    end = ev.RunEnded(run_id="run-root", result=result, error=error)
+    return [*synth.small_run(finish=False), end]
+
+
+@pytest.mark.parametrize("stop_reason", ["final", "max_turns", "stalled", "budget", "cancelled"])
+def test_the_payload_says_how_the_run_ended(
+    stop_reason: str, write_trace: Callable[..., Path]
+) -> None:
+    error = "CancelledError: the run was cancelled" if stop_reason == "cancelled" else None
+    data = build_payload(Trajectory.load(write_trace(ended(stop_reason, error))))
+    root = next(r for r in data["runs"] if r["id"] == data["root"])
+    assert root["stop_reason"] == stop_reason and data["complete"] is True

@@ -169,6 +169,7 @@ class _Builder:
             "end": run.ended_at,
             "answer": run.answer,
             "error": run.error,
+            "stop_reason": run.stop_reason,
             "notices": list(run.notices),
             "finished": run.finished,
             "usage": _usage_json(run.usage) if run.usage is not None else None,

@@ -469,6 +469,13 @@
     return el("div", { cls: cls || "" }, el("b", { text: value }), el("span", { text: label }));
   }
 
+  var UNSURE = {
+    max_turns: "no confident answer: the turn limit was reached",
+    stalled: "no confident answer: the model kept repeating the same code",
+    budget: "no confident answer: the budget ran out",
+    cancelled: "cancelled"
+  };
+
   function render() {
     var app = document.getElementById("app");
     app.textContent = "";
@@ -479,16 +486,21 @@
     var asked = (DATA.questions || []).length;
     header.appendChild(el("h1", { id: "question", title: root.question, text: asked > 1 ? DATA.title : oneLine(root.question, 400) }));
     var badges = el("div", { cls: "badges" });
-    badges.appendChild(DATA.complete ? el("span", { cls: "badge ok", text: "complete" }) : el("span", { cls: "badge warn", text: "incomplete: the run stopped before its end" }));
+    // how the run ended, as `rlm runs` says it: only a confident answer is "complete"
+    var stop = root.stop_reason || (/^CancelledError/.test(root.error || "") ? "cancelled" : null);
+    var unsure = UNSURE[stop];
+    if (!DATA.complete) badges.appendChild(el("span", { cls: "badge warn", text: "incomplete: the run stopped before its end" }));
+    else if (unsure) badges.appendChild(el("span", { cls: "badge warn", id: "stop", text: unsure }));
+    else if (!root.error) badges.appendChild(el("span", { cls: "badge ok", text: "complete" }));
     if (DATA.truncated) badges.appendChild(el("span", { cls: "badge warn", text: "last line cut short" }));
     if (DATA.skipped) badges.appendChild(el("span", { cls: "badge warn", text: DATA.skipped + " unreadable lines skipped" }));
-    if (root.error) badges.appendChild(el("span", { cls: "badge err", text: "run failed" }));
+    if (root.error && !unsure) badges.appendChild(el("span", { cls: "badge err", text: "run failed" }));
     var failed = CALLS.filter(function (c) { return c.error; }).length;
     if (failed) badges.appendChild(el("span", { cls: "badge err", text: failed + " failed sub-calls" }));
     badges.appendChild(el("span", { cls: "muted", text: root.model + (root.sub_model && root.sub_model !== root.model ? " → sub-calls " + root.sub_model : "") }));
     header.appendChild(badges);
     var ans = el("div", { id: "answer", cls: "card answer" + (root.answer === null ? (root.error ? " failed" : " missing") : "") });
-    ans.appendChild(el("div", { cls: "muted", text: "Answer" }));
+    ans.appendChild(el("div", { cls: "muted", text: unsure ? "Answer (" + unsure + ")" : "Answer" }));
     ans.appendChild(root.answer !== null ? textBlock(root.answer, "final-answer") : el("div", { cls: "muted", text: root.error ? "No answer: " + root.error : "No answer on file." }));
     if (asked <= 1) header.appendChild(ans);
     var usage = DATA.usage;
