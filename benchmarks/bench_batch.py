@@ -235,6 +235,9 @@ def main() -> None:
     parser.add_argument("--ledger-pairs", type=int, default=2000)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--only", default="endpoints,overhead,ledger,fanout", help="parts to run, by name"
+    )
     args = parser.parse_args()
     temp = Path(tempfile.mkdtemp(prefix="rlbb", dir="/tmp"))
     port = 6391
@@ -255,14 +258,18 @@ def main() -> None:
     address = f"127.0.0.1:{port}"
     figures: dict[str, Any] = {"cpus": os.cpu_count(), "ray_num_cpus": args.num_cpus}
     try:
-        figures["endpoints"] = endpoints(args.endpoint_calls)
-        print(json.dumps({"endpoints": figures["endpoints"]}), flush=True)
-        figures["overhead"] = overhead(address, temp, args.overhead_jobs, args.reps)
-        print(json.dumps({"overhead": figures["overhead"]}), flush=True)
-        figures["ledger"] = ledger_rate(address, args.ledger_pairs)
-        print(json.dumps({"ledger": figures["ledger"]}), flush=True)
-        figures["fanout"] = fanout(address, temp, args.fanout_jobs)
-        print(json.dumps({"fanout": figures["fanout"]}), flush=True)
+        parts = {
+            "endpoints": lambda: endpoints(args.endpoint_calls),
+            "overhead": lambda: overhead(address, temp, args.overhead_jobs, args.reps),
+            "ledger": lambda: ledger_rate(address, args.ledger_pairs),
+            "fanout": lambda: fanout(address, temp, args.fanout_jobs),
+        }
+        for name in args.only.split(","):
+            started = time.perf_counter()
+            figures[name] = parts[name]()
+            figures[name]["part_s"] = round(time.perf_counter() - started, 1)
+            figures[name]["load_average"] = os.getloadavg()[0]
+            print(json.dumps({name: figures[name]}), flush=True)
     finally:
         if args.out:
             Path(args.out).write_text(json.dumps(figures, indent=2))

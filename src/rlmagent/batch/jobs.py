@@ -76,7 +76,10 @@ class Job:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
         return cls(
-            **{k: data.get(k) for k in ("id", "question", "context", "context_path")},
+            id=data["id"],
+            question=data["question"],
+            context=data.get("context"),
+            context_path=data.get("context_path"),
             output_type=data.get("output_type"),
             line=data.get("line"),
         )

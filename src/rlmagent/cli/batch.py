@@ -92,7 +92,7 @@ def handle(args: argparse.Namespace) -> int:
 
     bus = EventBus()
     summaries: list[Any] = []
-    bus.subscribe(lambda e: summaries.append(e.summary), BatchEnded)
+    bus.subscribe(lambda e: summaries.append(getattr(e, "summary", None)), BatchEnded)
     display = None
     try:
         settings = settings_from(args)
