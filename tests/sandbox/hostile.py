@@ -3,8 +3,10 @@ cells are the attack, on a given tier, and the host's memory around it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rlmagent import FunctionEngine, RLMAgent, ScriptedEngine
@@ -96,6 +98,24 @@ def memory_growth(fn: Callable[[], Any]) -> tuple[Any, int | None, int | None]:
         return fn(), None, None
     value = fn()
     return value, _status("VmHWM") - before, _status("VmRSS") - before
+
+
+def retained_bytes(value: Any, seen: set[int] | None = None) -> int:
+    """Bytes ``value`` holds (dataclasses, containers and strings, each object once)."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    size = sys.getsizeof(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    elif isinstance(value, Mapping):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple | set | frozenset):
+        children = list(value)
+    else:
+        children = []
+    return size + sum(retained_bytes(child, seen) for child in children)
 
 
 def can_measure() -> bool:
