@@ -13,6 +13,8 @@ outlives the shutdown's wait is closed the moment it exists.
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import threading
 from typing import Any
 
@@ -118,3 +120,43 @@ def test_a_sandbox_that_finishes_starting_after_the_shutdown_is_closed(tier, mon
     left = [pid for pid in pids if not wait_gone(pid, 5.0)]
     assert left == [], f"a sandbox outlived the shutdown: {left}"
     assert repl.session is None
+
+
+def test_a_close_from_another_thread_never_frees_descriptors_a_cell_still_uses(tier):
+    """close() while a cell's thread waits in a host call: the processes die at once, but
+    the channel's descriptor numbers stay taken until that thread is done with them, so
+    a descriptor opened meanwhile (here: temporary files) never receives its frames."""
+    in_call, release = threading.Event(), threading.Event()
+
+    def handler(name: str, params: dict[str, Any]) -> Any:
+        in_call.set()
+        assert release.wait(WAIT_S)
+        return "late"
+
+    session = SubprocessSandbox(isolation=tier).start("ctx", handler, functions=ECHO)
+    outcome: dict[str, Any] = {}
+
+    def cell() -> None:
+        try:
+            outcome["result"] = session.execute("print(llm_query('x'))")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=cell)
+    thread.start()
+    assert in_call.wait(WAIT_S)
+    pids = session.processes()
+    session.close()
+    left = [pid for pid in pids if not wait_gone(pid, 5.0)]
+    assert left == [], f"processes survived close(): {left}"
+    probes = [tempfile.TemporaryFile() for _ in range(8)]  # noqa: SIM115 - lowest numbers
+    try:
+        release.set()
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
+        written = [os.fstat(probe.fileno()).st_size for probe in probes]
+        assert written == [0] * 8, "the closed session's frames went into other files"
+    finally:
+        for probe in probes:
+            probe.close()
+    assert isinstance(outcome.get("error"), SandboxError), outcome

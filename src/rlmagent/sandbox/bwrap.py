@@ -131,7 +131,7 @@ class BwrapWorker(Worker):
             return f"killed by {signal_name(status - 128)}"
         return super().exit_reason()
 
-    def kill(self) -> None:
+    def _stop(self) -> None:
         if self.pid1 is not None:
             # The namespace dies with its PID 1; bwrap exits once it is gone.
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -141,7 +141,6 @@ class BwrapWorker(Worker):
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             self._reap(EXIT_WAIT_S)
-        self.close_io()
 
 
 class BwrapLauncher:

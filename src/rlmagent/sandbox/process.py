@@ -196,6 +196,9 @@ class Worker:
         self.expected = Expected()
         """What the kernel must confirm before model code runs (see :mod:`.kernel`)."""
         self.cgroup: Cgroup | None = None
+        self._kill_lock = threading.Lock()
+        self._stopped = False
+        self._io_closed = False
 
     def ready(self, limits: Limits, message: dict[str, Any]) -> None:
         """The worker said ``ready`` and no model code has run yet: check what the kernel
@@ -244,6 +247,21 @@ class Worker:
         return tree(self.pid)
 
     def kill(self) -> None:
+        """Kill every process of the worker (once), then close its descriptors."""
+        self.stop()
+        self.close_io()
+
+    def stop(self) -> None:
+        """Kill every process of the worker, once, keeping the channel's descriptors: a
+        cell's thread may still be reading them (closing them under it would free their
+        numbers for the next descriptor anyone opens). Safe from any thread, any number
+        of times; the pids are never used again once the worker was reaped."""
+        with self._kill_lock:
+            if not self._stopped:
+                self._stopped = True
+                self._stop()
+
+    def _stop(self) -> None:
         raise NotImplementedError
 
     def exit_reason(self) -> str:
@@ -268,6 +286,12 @@ class Worker:
             self.proc.wait(timeout=timeout)
 
     def close_io(self) -> None:
+        """Close the channel and the stderr file, once (a second close of a descriptor
+        number could close whatever reused it)."""
+        with self._kill_lock:
+            if self._io_closed:
+                return
+            self._io_closed = True
         self.channel.close()
         with contextlib.suppress(OSError):
             self.stderr.close()
@@ -289,7 +313,7 @@ class ProcessWorker(Worker):
             found += [pid for pid in self.cgroup.pids() if pid not in found]
         return found
 
-    def kill(self) -> None:
+    def _stop(self) -> None:
         if self.cgroup is not None:
             self.cgroup.kill()
         if self.proc.poll() is None:
@@ -304,7 +328,6 @@ class ProcessWorker(Worker):
         if self.cgroup is not None:
             self.cgroup.kill()  # anything that was between the tree and the group
             self.cgroup.remove()
-        self.close_io()
 
 
 def _state(pid: int) -> bytes:

@@ -265,6 +265,9 @@ class SubprocessSession:
         kills it, and no worker is started once the session is closed."""
         self._closed = False
         self._starting = 0
+        self._busy = False
+        """A cell's thread is in :meth:`execute`: a close from another thread then kills
+        the processes only and leaves closing the descriptors to that thread."""
         self.hardening: tuple[str, ...] = ()
         """Protections beyond the tier's own, e.g. ``("seccomp",)`` (see SECURITY.md)."""
         try:
@@ -394,6 +397,20 @@ class SubprocessSession:
 
     def execute(self, code: str) -> ExecResult:
         """Run one cell; a timeout or a dead worker becomes an error the model sees."""
+        with self._state:
+            if self._closed:
+                raise SandboxError("the sandbox session is closed")
+            self._busy = True
+        try:
+            return self._execute(code)
+        finally:
+            with self._state:
+                self._busy = False
+                closed = self._closed
+            if closed:  # close() ran meanwhile: this thread closes what it was using
+                self._kill()
+
+    def _execute(self, code: str) -> ExecResult:
         if self._worker is None:
             self._spawn()
         worker = self._worker
@@ -505,7 +522,11 @@ class SubprocessSession:
         with self._state:
             self._closed = True
             self._state.wait_for(lambda: self._starting == 0, timeout=START_TIMEOUT_S)
-        self._kill()
+            busy, worker = self._busy, self._worker
+        if busy and worker is not None:
+            worker.stop()  # the cell's thread sees the end and closes the descriptors
+        else:
+            self._kill()
         self._dir.remove()
 
     def __enter__(self) -> SubprocessSession:
