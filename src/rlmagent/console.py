@@ -10,7 +10,6 @@ Child runs (recursion) are not drawn turn by turn; their calls and tokens are co
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +30,10 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from rlmagent import events as ev
+from rlmagent.printable import printable, printable_json
 from rlmagent.types import add_costs
+
+__all__ = ["ConsoleProgress", "printable", "printable_json", "shorten"]
 
 DEFAULT_CODE_LINES = 12
 """Lines of a code cell shown before it is shortened."""
@@ -39,37 +41,6 @@ DEFAULT_OUTPUT_LINES = 4
 """Lines of a cell's output shown."""
 DEFAULT_LINE_CHARS = 120
 """Characters of one shown line before it is cut."""
-
-
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
-    "\u2066-\u2069\ud800-\udfff]"
-)
-"""What a terminal could act on: C0 controls but tab and newline (ESC starts every escape
-sequence: CSI, OSC 52 clipboard writes, title changes, screen clears), DEL, C1 controls
-(8-bit CSI and OSC), bidirectional overrides, line separators, lone surrogates."""
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(text: str) -> str:
-    """``text`` safe to write to a terminal: every character a terminal could act on
-    (see ``_UNSAFE``) shown as its escape (``\\x1b``, ``\\u202e``), newlines and tabs
-    kept, a Windows line end shown as a newline. Text from the sandbox and the models is
-    data: it goes through this before the console, or the CLI, prints it."""
-    if "\r\n" in text:
-        text = text.replace("\r\n", "\n")
-    return _UNSAFE.sub(_escaped, text)
-
-
-def printable_json(text: str) -> str:
-    """JSON text (``json.dumps(..., ensure_ascii=False)``) with the same characters as
-    :func:`printable` written as JSON escapes (``\\u001b``): it decodes to the same
-    value, and a terminal shows it as text."""
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def shorten(text: str, max_lines: int, max_chars: int = DEFAULT_LINE_CHARS) -> str:

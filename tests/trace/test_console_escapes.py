@@ -16,9 +16,11 @@ import re
 import pytest
 from rich.console import Console
 
-from rlmagent import EventBus
+from rlmagent import EventBus, FunctionEngine
 from rlmagent import events as ev
+from rlmagent.cli import main
 from rlmagent.console import ConsoleProgress, printable, printable_json
+from rlmagent.engines import register_engine, unregister_engine
 from rlmagent.types import AgentResult, ExecResult, Usage
 from sandbox.helpers import TIERS
 from sandbox.hostile import run_cells
@@ -123,3 +125,34 @@ def test_what_a_cell_prints_reaches_the_terminal_as_text(tier, terminal):
     out = buf.getvalue()
     assert_clean(out)
     assert "│ clip\\x1b]52" in out  # the output line, escaped
+
+
+@pytest.fixture
+def hostile_provider():
+    def root(messages, model):
+        return f"```repl\nprint({PAYLOAD!r})\nFINAL({PAYLOAD!r})\n```"
+
+    register_engine("hostile", lambda model, **kw: FunctionEngine(root), replace=True)
+    yield "hostile:m"
+    unregister_engine("hostile")
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_the_cli_prints_the_answer_as_text(
+    capsys, tmp_path, monkeypatch, hostile_provider, as_json
+):
+    monkeypatch.setenv("RLMAGENT_HOME", str(tmp_path))
+    args = ["run", "q", "--model", hostile_provider, "-q", *(["--json"] if as_json else [])]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for attack in ATTACKS:
+        assert attack not in out, f"{attack!r} reached the terminal"
+    if as_json:
+        assert json.loads(out)["answer"] == PAYLOAD  # exact, through JSON escapes
+    else:
+        assert out == printable(PAYLOAD) + "\n"
+    assert main(["runs", *(["--json"] if as_json else [])]) == 0
+    listed = capsys.readouterr().out
+    assert "clip\\x1b]52" in listed or '"answer"' in listed  # the run is listed, as text
+    for attack in ATTACKS:
+        assert attack not in listed, f"{attack!r} reached the terminal in rlm runs"

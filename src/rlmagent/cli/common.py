@@ -14,6 +14,7 @@ from rlmagent.agent import RLMAgent
 from rlmagent.cli.contexts import Loaded, load_contexts
 from rlmagent.errors import BudgetExceeded, EngineNotAvailable, RLMError, UsageError
 from rlmagent.events import Event, EventBus, RunEnded
+from rlmagent.printable import printable, printable_json
 from rlmagent.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_DEPTH,
@@ -334,7 +335,7 @@ def report(
             **(extra or {}),
         }
         payload["confident"] = verdict(result) is None
-        print(json.dumps(payload, ensure_ascii=False))
+        print(printable_json(json.dumps(payload, ensure_ascii=False)))  # model text: data
         line = verdict(result)
         if line is not None:
             print(line, file=sys.stderr)
@@ -342,7 +343,7 @@ def report(
     value = result.value  # a typed answer (--schema) prints as JSON
     text = result.content if value is None or isinstance(value, str) else _json(value)
     if text.strip():
-        print(text)
+        print(printable(text))  # the model's text: no terminal controls (--json is exact)
     line = verdict(result)
     if line is not None:  # said even with --quiet: the answer is not one to rely on
         print(line, file=sys.stderr)
@@ -397,7 +398,7 @@ def execute(
             print("rlm: interrupted (no answer yet)", file=sys.stderr)
         else:
             print("rlm: interrupted; the model's last FINAL value:", file=sys.stderr)
-            print(answer)
+            print(printable(answer))
         return EXIT_INTERRUPTED
     finally:
         settle_run_log(args, agent)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from rlmagent.printable import printable, printable_json
 from rlmagent.trace import RunSummary, list_runs, runs_dir
 
 DEFAULT_LIMIT = 20
@@ -70,7 +71,7 @@ def handle(args: argparse.Namespace) -> int:
     summaries = list_runs(directory, limit=args.limit or None)
     if args.json:
         for s in summaries:
-            print(json.dumps(_row(s), ensure_ascii=False))
+            print(printable_json(json.dumps(_row(s), ensure_ascii=False)))
         return 0
     if not summaries:
         print(f"no runs in {directory}", file=sys.stderr)
@@ -79,8 +80,8 @@ def handle(args: argparse.Namespace) -> int:
         (
             str(i),
             str(_row(s)["time"]),
-            _short(s.question, 50),
-            _short(s.answer, 30) if s.answer is not None else "–",
+            _short(printable(s.question), 50),
+            _short(printable(s.answer), 30) if s.answer is not None else "–",
             str(s.turns),
             str(s.calls),
             f"{s.tokens:,}",
@@ -95,13 +96,14 @@ def handle(args: argparse.Namespace) -> int:
     if console.is_terminal:
         from rich import box
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=box.SIMPLE_HEAD, header_style="bold")
         for name in COLUMNS:
             right = name in RIGHT
             table.add_column(name, justify="right" if right else "left", no_wrap=name != "question")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # text, never markup
         console.print(table)
     else:  # plain aligned lines for pipes and files, never wrapped
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
