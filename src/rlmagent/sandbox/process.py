@@ -316,10 +316,10 @@ class ProcessWorker(Worker):
     def _stop(self) -> None:
         if self.cgroup is not None:
             self.cgroup.kill()
-        if self.proc.poll() is None:
+        if self.proc.poll() is None:  # not reaped: the pid is still the worker's
             # Stop them all first: stopped processes cannot fork, nor wake each other.
             stop_tree(self.pid)
-        kill_tree(self.pid)
+            kill_tree(self.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
