@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from rlmagent.batch.jobs import Job
@@ -51,7 +51,29 @@ def ray_job(
 ) -> Any:
     """The body of one Ray task: run the job here, return its record."""
     pool = RayPool(ledger) if ledger is not None else None
-    return asyncio.run(run_job(Job.from_dict(job), settings, budget=budget, pool=pool))
+    return asyncio.run(_awake(run_job(Job.from_dict(job), settings, budget=budget, pool=pool)))
+
+
+WAKE_EVERY_S = 0.2
+"""How often a task's event loop wakes up by itself (see :func:`_awake`)."""
+
+
+async def _awake(job: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """``job``, with the event loop woken every :data:`WAKE_EVERY_S`: Ray's gentle cancel
+    raises KeyboardInterrupt in the task's thread, which Python delivers only when that
+    thread runs bytecode, never while the loop sleeps in ``select`` waiting for a model.
+    Woken, the interrupt ends ``asyncio.run``, which cancels the run: it kills its
+    sandbox."""
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(WAKE_EVERY_S)
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        return await job
+    finally:
+        ticker.cancel()
 
 
 class RayExecutor:
