@@ -12,7 +12,9 @@ both (conservative). Linux only: elsewhere nothing is watched.
 Memory held outside any process's resident set counts too, where the host can see it:
 the bytes in a sandbox's own ``/dev/shm`` (POSIX shared memory; the bubblewrap tier
 mounts one per sandbox, reached through ``/proc/<pid>/root``). ``memfd_create`` and
-System V segments are denied by the seccomp filter instead (SECURITY.md).
+System V segments are denied by the seccomp filter (SECURITY.md); on a machine the
+filter does not cover, the memfds each process holds open and the System V segments
+its processes created are counted instead (:func:`unfiltered_bytes`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 import weakref
 from collections.abc import Iterable
 from typing import Protocol
+
+from rlmagent.sandbox.seccomp import build_filter
 
 INTERVAL_S = 0.05
 """How often every sandbox is measured: a fast allocator can overshoot by what it
@@ -72,9 +76,59 @@ def _host_root() -> tuple[int, int]:
 _HOST_ROOT = _host_root()
 
 
+def memfd_bytes(pid: int) -> int:
+    """Bytes allocated to the memfds ``pid`` holds open, each file counted once."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    for name in names:
+        path = f"/proc/{pid}/fd/{name}"
+        try:
+            if not os.readlink(path).startswith("/memfd:"):
+                continue
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_ino not in seen:
+            seen.add(st.st_ino)
+            total += st.st_blocks * 512
+    return total
+
+
+def sysv_bytes(pids: Iterable[int]) -> int:
+    """Resident bytes of the System V segments (of this IPC namespace) that ``pids``
+    created, attached or not (``/proc/sysvipc/shm``)."""
+    wanted = set(pids)
+    try:
+        with open("/proc/sysvipc/shm", "rb") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return 0
+    total = 0
+    for line in lines:
+        fields = line.split()
+        with contextlib.suppress(ValueError, IndexError):
+            if int(fields[4]) in wanted:  # cpid; rss is the 15th column, in bytes
+                total += int(fields[14])
+    return total
+
+
+def unfiltered_bytes(pids: list[int]) -> int:
+    """Memory the seccomp filter would have refused: memfds and System V segments."""
+    return sum(memfd_bytes(pid) for pid in pids) + sysv_bytes(pids)
+
+
+FILTERED = build_filter() is not None
+"""Whether this machine's seccomp filter denies memfds and System V segments."""
+
+
 def total_bytes(pids: Iterable[int]) -> int:
     pids = list(pids)
-    return sum(resident_bytes(pid) for pid in pids) + (shm_bytes(pids[0]) if pids else 0)
+    total = sum(resident_bytes(pid) for pid in pids) + (shm_bytes(pids[0]) if pids else 0)
+    return total if FILTERED else total + unfiltered_bytes(pids)
 
 
 class Watched(Protocol):
