@@ -81,3 +81,52 @@ def test_rlm_batch_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixt
     jobs = write_jobs(tmp_path / "jobs.jsonl", 1)
     assert main(["batch", str(jobs), "-o", str(tmp_path / "o.jsonl"), "--cache"]) == 2
     assert "no --trace or --cache" in capsys.readouterr().err
+
+
+def test_a_batch_stopped_only_by_its_budget_exits_4(tmp_path: Path) -> None:
+    jobs = write_jobs(tmp_path / "jobs.jsonl", 6)
+    with server(subs=0) as srv:
+        code = main(
+            [
+                "batch",
+                str(jobs),
+                "-o",
+                str(tmp_path / "o.jsonl"),
+                "--model",
+                MODEL,
+                "--base-url",
+                srv.url,
+                "--max-calls",
+                "3",
+                "--concurrency",
+                "1",
+                "-q",
+            ]
+        )
+        assert len(srv.requests) <= 3
+    assert code == 4
+
+
+def test_the_live_bar_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rlmagent.batch import BatchEnded, BatchProgress, BatchSummary, JobEnded, JobStarted
+
+    screen = io.StringIO()
+    bar = BatchProgress(Console(file=screen, force_terminal=True, width=120), total=3)
+    for i in range(3):
+        bar(JobStarted(run_id=f"j{i}", job_id=f"j{i}"))
+    usage = {"calls": 4, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.25}
+    bar(JobEnded(run_id="j0", job_id="j0", result={"id": "j0", "status": "ok", "usage": usage}))
+    bar(
+        JobEnded(
+            run_id="j1", job_id="j1", result={"id": "j1", "status": "error", "error": "boom\nmore"}
+        )
+    )
+    assert (bar.tally.ok, bar.tally.error, bar.tally.running, bar.tally.calls) == (1, 1, 1, 4)
+    bar(BatchEnded(run_id="batch", summary=BatchSummary(total=2, ok=1, error=1, calls=4)))
+    shown = screen.getvalue()
+    assert "job j1: boom" in shown and "more" not in shown  # the first line of an error
+    assert "2 jobs: 1 ok · 1 failed" in shown

@@ -136,3 +136,28 @@ def test_a_jobs_output_type_reaches_its_run(tmp_path: Path) -> None:
     assert by_id["t"]["status"] == "ok" and by_id["t"]["answer"] == "WORD1"
     assert by_id["u"]["status"] == "error"  # the model never wrote an integer
     assert "OutputTypeError" in by_id["u"]["error"] and "integer" in by_id["u"]["error"]
+
+
+def test_jobs_after_the_batch_deadline_do_not_start(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def slow_first(question: str) -> None:
+        if question.endswith("word0"):
+            release.wait(1.5)  # j0 outlives the batch's 0.5 s
+
+    with server(subs=0, hook=slow_first) as srv:
+        report = run_batch(
+            write_jobs(tmp_path / "jobs.jsonl", 4),
+            settings=settings(srv.url),
+            concurrency=1,
+            budget=Budget(max_seconds=0.5),
+        )
+        release.set()
+    by_id = {r["id"]: r for r in report.results}
+    assert by_id["j0"]["status"] == "budget"  # cut at the deadline
+    for later in ("j1", "j2", "j3"):
+        assert by_id[later]["status"] == "budget"
+        assert (
+            by_id[later]["error"]
+            == "not started: the batch budget is spent (seconds limit reached)"
+        )

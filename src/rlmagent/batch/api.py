@@ -40,9 +40,15 @@ class _Driver:
     """The state of one batch between the jobs source and the executor."""
 
     def __init__(
-        self, source: Iterator[Job | JobError], done: set[str], bus: Any, tally: Tally
+        self,
+        source: Iterator[Job | JobError],
+        done: set[str],
+        bus: Any,
+        tally: Tally,
+        budget: Budget | None,
     ) -> None:
         self.source = source
+        self.budget = budget
         self.done = done
         self.bus = bus
         self.tally = tally
@@ -53,6 +59,17 @@ class _Driver:
         if self.bus is not None:
             self.bus.publish(event)
 
+    def _spent(self) -> str | None:
+        """The limit that keeps new jobs out: one that refused a call, or the deadline."""
+        if self.pool is None:
+            return None
+        limit = self.pool.exhausted()
+        seconds = self.budget.max_seconds if self.budget is not None else None
+        if limit is None and seconds is not None and self.pool.elapsed() >= seconds:
+            self.pool.mark_exhausted("seconds")
+            limit = "seconds"
+        return limit
+
     def feed(self) -> Iterator[Job]:
         """The jobs to run, in order; the others become side records."""
         for item in self.source:
@@ -62,7 +79,7 @@ class _Driver:
             if item.id in self.done:
                 self.tally.skipped += 1
                 continue
-            limit = self.pool.exhausted() if self.pool is not None else None
+            limit = self._spent()
             if limit is not None:
                 self.side.append(not_started(item, limit))
                 continue
@@ -131,7 +148,7 @@ def iter_batch(
     runner = _executor(executor, settings, budget, concurrency, address, max_retries, job_cpus)
     tally = Tally()
     source = _source(jobs)
-    driver = _Driver(source, done_ids(out) if out is not None else set(), bus, tally)
+    driver = _Driver(source, done_ids(out) if out is not None else set(), bus, tally, budget)
     writer = ResultsWriter(out) if out is not None else None
     interrupted = True
 

@@ -139,7 +139,11 @@ class RayExecutor:
                     in_flight[ref] = job
                 if not in_flight:
                     break
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                refs = list(in_flight)
+                ready, rest = ray.wait(refs, num_returns=1)
+                if rest:  # and every other one that is ready now: one scan, many results
+                    more_ready, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready += more_ready
                 for ref in ready:
                     job = in_flight.pop(ref)
                     yield self._outcome(ref, job)

@@ -1,9 +1,10 @@
 """``rlm batch JOBS.jsonl --out RESULTS.jsonl``: many questions, one budget, local or Ray.
 
 The model, sandbox and budget flags are those of ``rlm run``; the budget flags cap the
-whole batch. Exit status: 0 when every job is ``ok``, 1 when some job failed or ran out
-of budget (their lines say why), 2 for a usage error, 130 when interrupted (a rerun with
-the same ``--out`` goes on where this one stopped).
+whole batch. Exit status (as ``rlm run``'s where they mean the same): 0 when every job
+is ``ok``; 1 when some job failed (its line says why); 4 when none failed but some ran
+out of budget; 2 for a usage error; 130 when interrupted (a rerun with the same
+``--out`` goes on where this one stopped).
 """
 
 from __future__ import annotations
@@ -133,4 +134,6 @@ def handle(args: argparse.Namespace) -> int:
     summary = summaries[-1]
     if args.json:
         print(json.dumps({**summary.to_dict(), "out": args.out}))
-    return 0 if summary.error == 0 and summary.budget == 0 else 1
+    if summary.error:
+        return 1
+    return 4 if summary.budget else 0
