@@ -5,7 +5,10 @@ host paths in the bubblewrap tier's mount table. Every case runs on every tier.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -171,31 +174,49 @@ def test_posix_shared_memory_counts_towards_the_total():
 
 
 ESCAPE = r"""
-import ctypes, os, signal, time
+import ctypes, os, signal, threading, time
 libc = ctypes.CDLL(None, use_errno=True)
 worker = os.getpid()
+def note():  # each process names itself in the work directory (host pids but in bwrap)
+    open(f"pid-{os.getpid()}", "w").close()
 if libc.syscall(56 if os.uname().machine == "x86_64" else 220, 0x8000 | 17, 0, 0, 0, 0) == 0:
-    while True:  # a sibling of the worker, if the filter let it through
+    os.setsid()  # a sibling of the worker in a session of its own, if the filter let it
+    note()
+    while True:
         time.sleep(1)
 if os.fork() == 0:
     os.setsid()
-    if os.fork() == 0:  # the helper: wakes the worker up again and again, and forks
-        for n in range(10**9):
+    if os.fork() == 0:  # the helper: wakes the worker up again and again
+        note()
+        while True:
             try:
                 os.kill(worker, signal.SIGCONT)
             except OSError:
                 pass
-            if n % 50 == 0 and n < 500 and os.fork() == 0:
+            time.sleep(0.001)
+    os._exit(0)
+def respawn():  # keeps eight setsid sleepers alive: a killed one is forked again at once
+    alive = set()
+    while True:
+        while len(alive) < 8:
+            try:
+                pid = os.fork()
+            except OSError:
+                time.sleep(0.01)
+                continue
+            if pid == 0:
                 os.setsid()
+                note()
                 time.sleep(600)
                 os._exit(0)
-            time.sleep(0.002)
-    os._exit(0)
-for _ in range(3):
-    if os.fork() == 0:
-        os.setsid()
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        time.sleep(600)
+            alive.add(pid)
+        try:
+            pid, _ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            continue
+        alive.discard(pid)
+threading.Thread(target=respawn, daemon=True).start()
+time.sleep(0.3)
 llm_query("started")
 time.sleep(600)
 """
@@ -209,6 +230,9 @@ def cgroup_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_no_process_outlives_the_kill(tier, cgroup_mode):
+    """setsid sleepers forked again as fast as they are killed, a helper that SIGCONTs the
+    stopped worker, a ``CLONE_PARENT`` sibling: after the kill no process is left, by pid
+    (the pids each process wrote into the work directory, and the session's own list)."""
     seen: list[int] = []
     sessions: list[Any] = []
 
@@ -220,8 +244,13 @@ def test_no_process_outlives_the_kill(tier, cgroup_mode):
         sessions.append(session)
         result = session.execute(ESCAPE)
         assert result.timed_out and result.state_lost, result
+        named = [int(p.name[4:]) for p in session.workdir.glob("pid-*")]  # not in bwrap
+        pids = sorted({*seen, *named})
         assert len(seen) >= 5, seen  # the worker, the helper, its sleepers
-        left = [pid for pid in seen if not wait_gone(pid, 5.0)]
+        left = [pid for pid in pids if not wait_gone(pid, 5.0)]
+        for pid in left:  # do not leave them to the next test
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         assert left == [], f"processes of the cell survived the kill: {left}"
         assert_continues(session)
 
