@@ -151,6 +151,7 @@ def iter_batch(
     driver = _Driver(source, done_ids(out) if out is not None else set(), bus, tally, budget)
     writer = ResultsWriter(out) if out is not None else None
     interrupted = True
+    running: Any = None
 
     def emit(result: dict[str, Any], *, ran: bool) -> dict[str, Any]:
         tally.end(result, ran=ran)
@@ -163,7 +164,8 @@ def iter_batch(
 
     try:
         driver.pool = runner.start()
-        for result in runner.run(driver.feed()):
+        running = runner.run(driver.feed())
+        for result in running:
             while driver.side:
                 yield emit(driver.side.popleft(), ran=False)
             yield emit(result, ran=True)
@@ -171,6 +173,8 @@ def iter_batch(
             yield emit(driver.side.popleft(), ran=False)
         interrupted = False
     finally:
+        if running is not None:
+            running.close()  # cancels the jobs in flight, before the executor stops
         spent = None
         if driver.pool is not None:
             with contextlib.suppress(Exception):
