@@ -300,3 +300,28 @@ def test_the_bwrap_tier_shows_no_host_paths(tmp_path, monkeypatch):
         for line in seen.splitlines():  # the home shows only as a Python installed there
             if home in line.split(" - ")[0]:
                 assert any(path in line for path in pythons), line
+
+
+DESCRIPTORS = r"""
+import os, stat
+open_fds = []
+for fd in range(256):
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        continue
+    kind = "sock" if stat.S_ISSOCK(mode) else "chr" if stat.S_ISCHR(mode) else "other"
+    open_fds.append((fd, kind))
+print(open_fds)
+"""
+
+
+def test_the_worker_holds_no_descriptor_but_its_channel(tier):
+    """Nothing a launcher passed (bubblewrap's set-up pipes, the worker's code, the
+    context) is left open for model code: fds 0-2 (``/dev/null``) and the channel."""
+    with open_session(tier) as session:
+        result = session.execute(DESCRIPTORS)
+        assert result.error is None, result.error
+        found = eval(result.output)
+        assert [kind for fd, kind in found if fd <= 2] == ["chr", "chr", "chr"]
+        assert [kind for fd, kind in found if fd > 2] == ["sock", "sock"], found

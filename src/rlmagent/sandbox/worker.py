@@ -494,7 +494,12 @@ def close_other_fds(keep: tuple[int, ...]) -> None:
     set-up descriptors, a context's) reaches model code."""
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
+    except OSError:  # no /proc here (the Landlock tier): every number between the kept
+        start = 0
+        for fd in [*sorted(set(keep)), os.sysconf("SC_OPEN_MAX")]:
+            if fd > start:
+                os.closerange(start, fd)
+            start = fd + 1
         return
     for fd in fds:
         if fd not in keep:
@@ -579,7 +584,8 @@ def main() -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    sys.stdin = open(os.devnull)  # noqa: SIM115
+    os.close(devnull)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - /dev/null now
 
     init = protocol.read_frame(rx)
     if init is None or init.get("type") != "init":
