@@ -8,7 +8,8 @@ run (imports, the bubblewrap probe, the worker's bytecode), then resets its peak
 
 - ``peak_mb``: ``VmHWM`` during the run minus ``VmRSS`` before it;
 - ``kept_mb``: ``VmRSS`` after the run, with the ``AgentResult`` still held, minus
-  ``VmRSS`` before it;
+  ``VmRSS`` before it (it includes memory the allocator keeps after freeing it);
+- ``result_mb``: the bytes the ``AgentResult`` itself holds (its records);
 - ``raised``: the exception that came out of ``RLMAgent.run()``, if any;
 - what the model saw (the cell's error or output, cut) and, with a trace file, how many
   event lines reached it.
@@ -64,7 +65,8 @@ frame = len(body).to_bytes(4, "big") + body
 del body
 for fd in range(3, 64):
     try:
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):  # pipes, or a socket pair
             continue
         view = memoryview(frame)
         while view:
@@ -108,6 +110,25 @@ def _status(key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     raise KeyError(key)
+
+
+def _retained(value, seen=None) -> int:
+    """Bytes a result holds (dataclasses, containers, strings; each object once)."""
+    import dataclasses
+
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    elif isinstance(value, dict):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple):
+        children = list(value)
+    else:
+        children = []
+    return sys.getsizeof(value) + sum(_retained(c, seen) for c in children)
 
 
 def _sandbox(kind: str):
@@ -166,6 +187,7 @@ def child(attack: str, kind: str) -> dict:
         "attack": attack,
         "peak_mb": round((peak - before) / 2**20, 1),
         "kept_mb": round((after - before) / 2**20, 1),
+        "result_mb": round(_retained(result) / 2**20, 2),
         "raised": raised,
         "seen": seen,
         "events": len(published),
