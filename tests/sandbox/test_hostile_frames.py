@@ -218,3 +218,15 @@ def test_names_are_shown_cut():
     assert protocol.shown("llm_query") == "'llm_query'"
     long = protocol.shown("\u2028" * 1_000_000)
     assert long.endswith("... (1,000,000 characters)") and len(long) < 600
+
+
+def test_unknown_keywords_are_named_cut():
+    from rlmagent.functions import arguments
+
+    kwargs = {"k" * 1_000_000: 1, **{f"x{i}": i for i in range(10)}}
+    with pytest.raises(TypeError) as info:
+        arguments("llm_query", ("prompt",), [], kwargs)
+    message = str(info.value)
+    assert message.startswith("llm_query() takes 'prompt'; unknown: 'kkkk")
+    assert "(1,000,000 characters)" in message and message.endswith("and 6 more")
+    assert len(message) < 300
