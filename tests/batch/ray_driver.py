@@ -275,12 +275,47 @@ def scenario_bench(address: str, tmp: Path) -> dict[str, Any]:
         }
 
 
+FRESH = """
+import json, sys
+sys.path[:0] = sys.argv[1:3]
+from fakes import MODEL, server, write_jobs
+from pathlib import Path
+import ray
+from rlmagent.batch import BatchSettings, run_batch
+with server(subs=0) as srv:
+    report = run_batch(write_jobs(Path(sys.argv[3]), 3), executor="ray",
+                       settings=BatchSettings(model=MODEL, base_urls=(srv.url,)))
+print(json.dumps({"ok": report.summary.ok, "left_running": ray.is_initialized()}))
+"""
+
+
+def scenario_fresh(address: str, tmp: Path) -> dict[str, Any]:
+    """executor="ray" with no address, in a process not connected to Ray: a local Ray is
+    started for the batch and stopped after it."""
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH, str(HERE.parent), str(HERE), str(tmp / "fresh.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        # its session files go with ours, and what a local Ray writes under ~/.ray (an
+        # auth token, which clusters started later would then ask for) stays there too
+        env={**os.environ, "RAY_TMPDIR": str(tmp), "HOME": str(tmp)},
+    )
+    lines = done.stdout.strip().splitlines()
+    return {
+        "code": done.returncode,
+        "out": json.loads(lines[-1]) if lines else None,
+        "stderr": done.stderr[-2000:] if done.returncode else "",
+    }
+
+
 SCENARIOS = {
     "budget": scenario_budget,
     "resume": scenario_resume,
     "kill": scenario_kill,
     "cancel": scenario_cancel,
     "bench": scenario_bench,
+    "fresh": scenario_fresh,
 }
 
 

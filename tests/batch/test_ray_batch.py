@@ -111,3 +111,9 @@ def test_rlm_bench_run_on_ray_scores_items_as_tasks(seen: dict[str, Any]) -> Non
         ("rlm", "ok", 1.0),
         ("rlm", "ok", 1.0),
     ]
+
+
+def test_without_an_address_a_local_ray_is_started_and_stopped(seen: dict[str, Any]) -> None:
+    part = seen["fresh"]
+    assert part["code"] == 0, part["stderr"]
+    assert part["out"] == {"ok": 3, "left_running": False}
