@@ -49,18 +49,18 @@ def run_json(capsys, *argv: str) -> tuple[int, dict | None, str]:
 
 def test_max_calls_stops_the_run_with_one_final_answer(capsys, provider):
     code, data, _ = run_json(capsys, "batch please", "--model", provider, "--max-calls", "2")
-    assert code == 0
+    assert code == 4  # the budget stopped it: the answer is not a confident one
     assert data["answer"] == "the answer"
     assert data["usage"]["calls"] == 2 and len(CALLS) == 2
     assert data["stop_reason"] == "budget"
     assert data["budget_limit"] == "calls"
 
 
-def test_a_budget_with_no_room_for_an_answer_exits_1(capsys, provider):
+def test_a_budget_with_no_room_for_an_answer_exits_4(capsys, provider):
     code = main(["run", "q", "--model", provider, "--no-log", "--quiet", "--max-tokens", "300"])
     out, err = capsys.readouterr()
-    assert code == 1 and out == ""
-    assert "BudgetExceeded" in err and "max_tokens=300" in err
+    assert code == 4 and out == ""
+    assert "the budget ran out" in err and "max_tokens=300" in err
     assert CALLS == []
 
 
