@@ -1,12 +1,14 @@
 """A 5-question session over one small context on the embedded local model.
 
     python benchmarks/bench_session_local.py [--seed 0] [--orders 60] [--out FILE.jsonl]
+        [--mode session|runs] [--trace FILE.jsonl]
 
 One session (one REPL) answers five questions about a generated order log, the third
 building on the second's answer ("and of those ..."). Prints, per question, whether the
 answer is right, the turns, the root's prompt tokens (the largest root call and the sum)
 and the seconds; each row also goes to ``--out`` as it finishes, so a run stopped early
-keeps what it did.
+keeps what it did. ``--mode runs`` asks the same questions as separate runs (the
+baseline: no REPL or history carried over).
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--orders", type=int, default=60)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--trace", type=Path, default=None, help="the session's JSONL")
+    parser.add_argument(
+        "--mode",
+        choices=("session", "runs"),
+        default="session",
+        help="one session, or (the baseline) a separate run per question",
+    )
     args = parser.parse_args()
 
     from rlmagent import RLMAgent
@@ -75,45 +84,53 @@ def main() -> None:
         temperature=LOCAL_ROOT_TEMPERATURE,
         max_tokens=LOCAL_ROOT_MAX_TOKENS,
         sub_temperature=0.0,
+        trace=args.trace,
     )
     window = root.context_window(root.model)
     print(f"context: {len(text):,} characters, {args.orders} orders; root window {window}")
     right = 0
-    with agent.session(context=text) as session:
-        for number, (question, expected) in enumerate(questions, 1):
-            t0 = time.perf_counter()
-            try:
+    session = agent.session(context=text) if args.mode == "session" else None
+    for number, (question, expected) in enumerate(questions, 1):
+        t0 = time.perf_counter()
+        try:
+            if session is not None:
                 result = session.ask(question)
-                answer, stop, steps = result.content, result.stop_reason, result.trajectory
-            except Exception as exc:  # a benchmark reports a failure and goes on
-                answer, stop, steps = f"<{type(exc).__name__}: {exc}>", "error", ()
-            seconds = time.perf_counter() - t0
-            prompts = [s.usage.prompt_tokens for s in steps]
-            ok = correct(answer, expected)
-            right += ok
-            row = {
-                "question": number,
-                "text": question,
-                "expected": expected,
-                "answer": answer[:200],
-                "correct": ok,
-                "stop_reason": stop,
-                "turns": len(steps),
-                "root_prompt_max": max(prompts, default=0),
-                "root_prompt_sum": sum(prompts),
-                "seconds": round(seconds, 1),
-            }
-            print(
-                f"Q{number}: {'right' if ok else 'WRONG'} answer={answer[:60]!r} "
-                f"expected={expected!r} stop={stop} turns={len(steps)} "
-                f"root prompt max {row['root_prompt_max']:,} / sum {row['root_prompt_sum']:,} "
-                f"tokens, {seconds:.0f} s",
-                flush=True,
-            )
-            if args.out is not None:
-                with args.out.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
-    print(f"{right}/{len(questions)} right; session usage {session.usage.calls} calls")
+            else:
+                result = agent.run(question, context=text)
+            answer, stop, steps = result.content, result.stop_reason, result.trajectory
+        except Exception as exc:  # a benchmark reports a failure and goes on
+            answer, stop, steps = f"<{type(exc).__name__}: {exc}>", "error", ()
+        seconds = time.perf_counter() - t0
+        prompts = [s.usage.prompt_tokens for s in steps]
+        ok = correct(answer, expected)
+        right += ok
+        row = {
+            "mode": args.mode,
+            "question": number,
+            "text": question,
+            "expected": expected,
+            "answer": answer[:200],
+            "correct": ok,
+            "stop_reason": stop,
+            "turns": len(steps),
+            "root_prompt_max": max(prompts, default=0),
+            "root_prompt_sum": sum(prompts),
+            "seconds": round(seconds, 1),
+        }
+        print(
+            f"Q{number}: {'right' if ok else 'WRONG'} answer={answer[:60]!r} "
+            f"expected={expected!r} stop={stop} turns={len(steps)} "
+            f"root prompt max {row['root_prompt_max']:,} / sum {row['root_prompt_sum']:,} "
+            f"tokens, {seconds:.0f} s",
+            flush=True,
+        )
+        if args.out is not None:
+            with args.out.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+    print(f"{args.mode}: {right}/{len(questions)} right")
+    if session is not None:
+        print(f"session usage: {session.usage.calls} calls, {session.usage.total_tokens:,} tokens")
+        session.close()
     for engine in (root, sub):
         engine.close()
 

@@ -49,47 +49,50 @@ SCAFFOLD = frozenset(
 """Names of the REPL that are not the model's variables."""
 
 # Runs in the worker: ``contexts`` and ``history`` from the kept copy (``_rlm_store``),
-# reading from the host only the contexts the worker does not hold yet.
+# reading from the host only the contexts the worker does not hold yet. Built-ins are
+# taken from ``builtins``: the model may have bound ``len`` or ``type`` to something else.
 _SETUP = """
 def __rlm_setup(names):
+    import builtins as b
     import json
-    g = globals()
+    g = b.globals()
     store = g.get("_rlm_store")
-    store = store if type(store) is dict else {}
+    store = store if b.type(store) is b.dict else {}
     fresh = {}
-    for index, name in enumerate(names):
+    for index, name in b.enumerate(names):
         if index == 0:
-            fresh[name] = context
+            fresh[name] = g.get("context")
         elif name in store:
             fresh[name] = store[name]
         else:
             parts, offset, kind = [], 0, "text"
             while offset is not None:
-                piece = _rlm_session("context", name, offset)
+                piece = g["_rlm_session"]("context", name, offset)
                 parts.append(piece["text"])
                 kind, offset = piece["kind"], piece["next"]
             text = "".join(parts)
             fresh[name] = json.loads(text) if kind == "json" else text
     g["_rlm_store"] = fresh
-    g["contexts"] = dict(fresh)
-    g["history"] = _rlm_session("history")
+    g["contexts"] = b.dict(fresh)
+    g["history"] = g["_rlm_session"]("history")
 __rlm_setup(%s)
 del __rlm_setup
 """
 
 _LIST = """
 def __rlm_vars(skip, limit):
+    import builtins as b
     import sys
-    sized = (str, bytes, list, tuple, dict, set, frozenset)
+    sized = (b.str, b.bytes, b.list, b.tuple, b.dict, b.set, b.frozenset)
     found = []
-    for name, value in list(globals().items()):
-        kind = type(value)
-        if name.startswith("_") or name in skip or kind is type(sys):
+    for name, value in b.list(b.globals().items()):
+        kind = b.type(value)
+        if name.startswith("_") or name in skip or kind is b.type(sys):
             continue
-        found.append([name, kind.__name__, len(value) if kind in sized else None])
-        if len(found) >= limit:
+        found.append([name, kind.__name__, b.len(value) if kind in sized else None])
+        if b.len(found) >= limit:
             break
-    _rlm_session("vars", found)
+    b.globals()["_rlm_session"]("vars", found)
 __rlm_vars(%s, %d)
 del __rlm_vars
 """

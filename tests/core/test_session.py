@@ -294,3 +294,36 @@ def test_ask_inside_an_event_loop_points_to_aask():
             assert (await s.aask("q")).content == "1"
 
     asyncio.run(main())
+
+
+def test_a_typed_answer_in_a_session_and_the_in_process_sandbox():
+    pytest.importorskip("pydantic", reason="typed answers need the typed extra")
+    from rlmagent.sandbox import InProcessSandbox
+
+    engine = ScriptedEngine(
+        [
+            repl("days = sorted({l[:10] for l in context.splitlines()})\nprint(len(days))"),
+            repl("FINAL(len(days))"),
+            repl("FINAL_VAR('days')"),
+        ]
+    )
+    agent = RLMAgent(engine, "m", check_answers=False, sandbox=InProcessSandbox())
+    with agent.session(context=LOGS) as session:
+        count = session.ask("How many days?", output_type=int)
+        days = session.ask("Which days?", output_type=list[str])
+    assert count.value == 28 and count.content == "28"
+    assert days.value == [f"2026-11-{d:02d}" for d in range(1, 29)]
+
+
+def test_the_session_survives_a_model_that_rebinds_builtins():
+    engine = ScriptedEngine(
+        [
+            repl("len = type = dict = list = enumerate = globals = 0\nFINAL('bound')"),
+            repl("import builtins\nFINAL(builtins.len(contexts['extra']))"),
+        ]
+    )
+    with RLMAgent(engine, "m", check_answers=False).session(context=LOGS) as session:
+        session.ask("first")
+        assert {v.name for v in session.variables} >= {"len", "type", "globals"}
+        session.add_context("extra", [1, 2, 3])
+        assert session.ask("second").content == "3"
