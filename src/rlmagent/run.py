@@ -314,6 +314,7 @@ class Run:
                     note=done.note,
                 )
             )
+            self._notice(f"compaction before turn {turn}: {done.note}")  # console, viewer
 
     async def _summarise(self, prompt: str) -> str | None:
         """The compaction's one sub-call; None when it cannot be made (it is dropped)."""

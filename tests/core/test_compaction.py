@@ -124,3 +124,28 @@ def test_the_estimate_is_calibrated_by_the_prompt_tokens_the_engine_reports():
     assert result.content == "done"
     assert len(reported) == 31
     assert max(reported) <= WINDOW - MAX_TOKENS
+
+
+def test_a_compaction_is_a_notice_in_the_trajectory_file(tmp_path):
+    from rlmagent.trace import Trajectory
+
+    calls: list[int] = []
+
+    def model(messages, name):
+        if len(messages) == 1:
+            return "summary"
+        calls.append(1)
+        turn = len(calls)
+        if turn > 12:
+            return "```repl\nFINAL('done')\n```"
+        return f"```repl\nprint('{turn}' * 3000)\n```"
+
+    path = tmp_path / "run.jsonl"
+    engine = FunctionEngine(model, context_window=4_096)
+    agent = RLMAgent(engine, "m", max_turns=40, trace=path, check_answers=False)
+    assert agent.run("q", context="c").content == "done"
+    root = Trajectory.load(path).root
+    assert root is not None
+    assert any(n.startswith("compaction before turn") for n in root.notices)
+    lines = path.read_text().splitlines()
+    assert any('"type": "Compacted"' in line for line in lines)
