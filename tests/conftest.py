@@ -14,6 +14,8 @@ Tests that only need "a sandbox" build the default ``SubprocessSandbox()``: bubb
 else Landlock (it fails closed where neither works). Tests of the plain tier ask for
 ``isolation="process"``; its ``IsolationWarning`` is shown, not raised (pyproject's
 ``filterwarnings``); the tier tests assert that warning themselves.
+
+A sandbox worker a test leaves running fails that test only (``tests/leaks.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import os
 import sys
 
 import pytest
+
+from leaks import no_leaked_workers  # noqa: F401 (autouse: see tests/leaks.py)
 
 REQUIRE_BWRAP = os.environ.get("RLMAGENT_REQUIRE_BWRAP", "") not in ("", "0")
 REQUIRE_LANDLOCK = os.environ.get("RLMAGENT_REQUIRE_LANDLOCK", "") not in ("", "0")
