@@ -188,7 +188,7 @@ class LocalEngine(EngineBase):
             self._current = None
             self._switch.turn_off()
 
-    def abort(self, call: _Call) -> None:
+    def _abort(self, call: _Call) -> None:
         """Give up on ``call``: stop it if it computes, skip it if it waits."""
         with self._state:
             call.aborted = True
@@ -288,7 +288,7 @@ class LocalEngine(EngineBase):
         worker.start()
         worker.join(self.timeout)
         if worker.is_alive():
-            self.abort(call)
+            self._abort(call)
             model = args[1]
             raise EngineError(
                 f"local model {model!r} timed out after {self.timeout:g} s (the call was aborted)",
@@ -318,7 +318,7 @@ class LocalEngine(EngineBase):
                 self._generate, call, msgs, model, float(temperature), max_tokens, kwargs
             )
         except asyncio.CancelledError:
-            self.abort(call)
+            self._abort(call)
             raise
 
     def close(self) -> None:
