@@ -289,7 +289,7 @@ def verdict(result: AgentResult) -> str | None:
     else:
         why = f"the run stopped ({reason})"
     if result.content.strip():
-        return f"rlm: no confident answer: {why}; below is its reply when asked to answer"
+        return f"rlm: no confident answer: {why}; the answer shown is its reply when asked for one"
     return f"rlm: no answer: {why}"
 
 
