@@ -79,6 +79,7 @@ class Session:
         self._lock = threading.Lock()
         self._current: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
         self._closed = False
+        self._finished = False
         self._repl = Repl(settings.sandbox)
         self._owned_cache: CompletionCache | None = None
         self._cache: CompletionCache | None = None
@@ -328,6 +329,10 @@ class Session:
             self._finish()
 
     def _finish(self) -> None:
+        with self._lock:  # close() and a cancelled question's end may both get here
+            if self._finished:
+                return
+            self._finished = True
         self._repl.close()
         self._close_trace()
         if self._owned_cache is not None:

@@ -327,3 +327,46 @@ def test_the_session_survives_a_model_that_rebinds_builtins():
         assert {v.name for v in session.variables} >= {"len", "type", "globals"}
         session.add_context("extra", [1, 2, 3])
         assert session.ask("second").content == "3"
+
+
+def test_close_during_a_question_cancels_it_and_kills_the_sandbox():
+    entered = threading.Event()
+
+    async def model(messages, name):
+        if any(m["role"] == "assistant" for m in messages):
+            entered.set()
+            await asyncio.sleep(3600)
+        return repl("x = 1\nprint(x)")
+
+    session = RLMAgent(FunctionEngine(model), "m", check_answers=False).session(context="c")
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            session.ask("q")
+        except BaseException as exc:  # the cancellation, seen in this thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    assert entered.wait(60)
+    pid = session.worker_pid
+    assert pid is not None
+    session.close()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert errors and isinstance(errors[0], asyncio.CancelledError)
+    assert session.closed and not session.busy
+    deadline = time.monotonic() + 30
+    while not gone(pid):
+        assert time.monotonic() < deadline, f"worker {pid} still runs"
+        time.sleep(0.05)
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie awaiting its reaper counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[-1].startswith("Z")
+    except FileNotFoundError:
+        return True
