@@ -157,5 +157,6 @@ def test_empty_files_and_dangling_links_are_not_runs(tmp_path: Path) -> None:
     elsewhere.unlink()  # the linked file is gone: so is the row
     assert [s.path for s in list_runs(tmp_path)] == [real]
     assert link_run(tmp_path, tmp_path / "missing.jsonl") is None
+    assert link_run(tmp_path, real) is None  # already in the log: not listed twice
     assert discard_if_unused(empty) and not empty.exists()
     assert not discard_if_unused(real) and real.exists()

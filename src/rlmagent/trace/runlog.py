@@ -55,8 +55,8 @@ def link_run(directory: str | Path, trace: str | Path) -> Path | None:
     """Keep a run written to ``trace`` in the run log as a link to it (``rlm runs`` lists
     it); None where it is not a run (empty) or links cannot be made here."""
     trace = Path(trace)
-    if not _is_run(trace):
-        return None
+    if not _is_run(trace) or trace.resolve().parent == Path(directory).resolve():
+        return None  # not a run, or already in the log
     try:
         return new_run_path(directory, link_to=trace)
     except OSError:  # no symbolic links on this file system
