@@ -13,6 +13,7 @@ import pytest
 from rlmagent import Budget, BudgetExceeded, EventBus, FunctionEngine, RLMAgent, ScriptedEngine
 from rlmagent.errors import UsageError
 from rlmagent.events import CodeStarted, Event, RootCompletion
+from rlmagent.sandbox import Limits, SubprocessSandbox
 
 LOGS = "\n".join(f"2026-11-{d:02d} user{d % 4} login" for d in range(1, 29)) + "\n"
 
@@ -194,31 +195,30 @@ def test_cancelling_a_question_keeps_the_session_and_its_variables():
 
 def test_a_cell_that_will_not_end_is_killed_on_cancel_and_the_next_question_is_told():
     bus = EventBus()
-    started = threading.Event()
-    bus.subscribe(lambda e: started.set(), CodeStarted)
+    sleeping = threading.Event()
+    bus.subscribe(lambda e: "sleep(" in e.code and sleeping.set(), CodeStarted)
+
+    openings: list[str] = []
 
     def model(messages, name):
         question = messages[1]["content"]
+        openings.append(question)
         if "sleep" in question:
             if any(m["role"] == "assistant" for m in messages):
                 return repl("import time\ntime.sleep(600)")
             return repl("before = 1\nprint(before)")
         return repl("print('before' in globals())\nFINAL(len(contexts))")
 
-    agent = RLMAgent(FunctionEngine(model), "m", bus=bus, check_answers=False)
+    sandbox = SubprocessSandbox(limits=Limits(cell_timeout_s=60))  # a failure ends soon
+    agent = RLMAgent(FunctionEngine(model), "m", bus=bus, check_answers=False, sandbox=sandbox)
     with agent.session(context=LOGS) as session:
         old = []
 
         def cancel_when_sleeping() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if started.wait(0.05) and session.variables:
-                    started.clear()
-                    if started.wait(60):  # the second cell: the sleep
-                        old.append(session.worker_pid)
-                        time.sleep(0.3)
-                        session.cancel()
-                    return
+            if sleeping.wait(60):
+                old.append(session.worker_pid)
+                time.sleep(0.3)  # the cell is in time.sleep(600) now
+                session.cancel()
 
         thread = threading.Thread(target=cancel_when_sleeping)
         thread.start()
@@ -229,6 +229,7 @@ def test_a_cell_that_will_not_end_is_killed_on_cancel_and_the_next_question_is_t
         assert session.worker_pid != old[0]
     assert result.content == "1"
     assert result.trajectory[0].cells[0].result.output == "False\n"
+    assert "these variables are lost: before" in openings[-1]
 
 
 def test_one_question_at_a_time_and_a_closed_session_says_so():
