@@ -86,3 +86,14 @@ def test_a_session_killed_with_sigkill_leaves_a_loadable_file(tmp_path: Path):
     assert not roots[1].finished
     payload = build_payload(trajectory)
     assert payload["complete"] is False and len(payload["questions"]) == 2
+
+
+def test_rlm_runs_lists_a_session_as_one_row(tmp_path: Path):
+    from rlmagent.trace.runlog import summarize_run
+
+    path = tmp_path / "session.jsonl"
+    ask_three(path)
+    row = summarize_run(path)
+    assert row.question == "[session, 3 questions] one?"
+    assert row.answer == "12" and row.turns == 3 and row.calls == 3
+    assert row.status == "done"

@@ -194,6 +194,24 @@ class Trajectory:
         return self.root.answer if self.root else None
 
     @property
+    def questions(self) -> tuple[TraceRun, ...]:
+        """The root runs in the order they started: a session's questions (one for a
+        plain run)."""
+        return tuple(r for r in self.runs if r.parent_id is None)
+
+    def questions_usage(self) -> Usage:
+        """The usage of every question summed model by model: each one's reported usage,
+        or, for one that did not end, what its own turns and sub-calls on file add up to."""
+        models: dict[str, ModelUsage] = {}
+        for run in self.questions:
+            usage = run.usage
+            if usage is None:
+                usage = Trajectory(runs=(run,)).computed_usage()
+            for name, part in usage.by_model.items():
+                models[name] = models[name].merge(part) if name in models else part
+        return Usage.from_models(models)
+
+    @property
     def complete(self) -> bool:
         """True when the root run ended and nothing was cut."""
         return self.root is not None and self.root.finished and not self.truncated

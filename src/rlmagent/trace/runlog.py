@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmagent.errors import UsageError
-from rlmagent.trace.model import load_trajectory
+from rlmagent.trace.model import Trajectory, load_trajectory
 
 
 def runs_dir(home: str | Path | None = None) -> Path:
@@ -165,7 +165,7 @@ def summarize_run(path: str | Path) -> RunSummary:
     try:
         start = _root_start_in_head(path)
         end = _root_end_in_tail(path) if start else None
-        if start and end:
+        if start and end and start.get("run_id") == end.get("run_id"):  # else a session
             result = end.get("result") or {}
             usage = result.get("usage") or {}
             stop = result.get("stop_reason")
@@ -189,6 +189,8 @@ def summarize_run(path: str | Path) -> RunSummary:
     root = traj.root
     if root is None:
         return RunSummary(path=path, started_at=mtime, status="incomplete")
+    if len(traj.questions) > 1:
+        return _session_summary(path, traj)
     usage_obj = traj.usage
     return RunSummary(
         path=path,
@@ -203,6 +205,27 @@ def summarize_run(path: str | Path) -> RunSummary:
         error=root.error,
         models=tuple(sorted(usage_obj.by_model)),
         stop_reason=root.stop_reason,
+    )
+
+
+def _session_summary(path: Path, traj: Trajectory) -> RunSummary:
+    """A session's file: its questions counted, the last one's answer and status."""
+    questions = traj.questions
+    last = questions[-1]
+    usage = traj.questions_usage()
+    return RunSummary(
+        path=path,
+        started_at=questions[0].started_at,
+        question=f"[session, {len(questions)} questions] {questions[0].question}",
+        answer=last.answer,
+        turns=sum(len(q.turns) for q in questions),
+        calls=usage.calls,
+        tokens=usage.total_tokens,
+        cost_usd=usage.cost_usd,
+        status=status_of(last.stop_reason, last.error) if last.finished else "incomplete",
+        error=last.error,
+        models=tuple(sorted(usage.by_model)),
+        stop_reason=last.stop_reason,
     )
 
 

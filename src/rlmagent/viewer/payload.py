@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlmagent.trace import TraceCall, TraceRun, Trajectory
-from rlmagent.types import ModelUsage, Usage, add_costs, to_dict
+from rlmagent.types import Usage, add_costs, to_dict
 
 PAYLOAD_VERSION = 1
 
@@ -193,7 +193,7 @@ def build_payload(traj: Trajectory, *, title: str | None = None) -> dict[str, An
     root = traj.root
     header: Mapping[str, Any] = traj.header
     # a session's file holds one root run per question, in the order they were asked
-    questions = [r for r in traj.runs if r.parent_id is None]
+    questions = list(traj.questions)
     session = len(questions) > 1
     default_title = root.question if root else "rlmagent run"
     if session:
@@ -213,20 +213,7 @@ def build_payload(traj: Trajectory, *, title: str | None = None) -> dict[str, An
         "t0": min(starts) if starts else 0.0,
         "t1": max(ends) if ends else 0.0,
         "root": root.run_id if root else None,
-        "usage": _usage_json(_session_usage(questions) if session else traj.usage),
+        "usage": _usage_json(traj.questions_usage() if session else traj.usage),
         "runs": runs,
         "calls": builder.calls,
     }
-
-
-def _session_usage(questions: list[TraceRun]) -> Usage:
-    """A session's usage: each question's reported usage (what is on file for one that
-    did not end), summed model by model."""
-    models: dict[str, ModelUsage] = {}
-    for run in questions:
-        usage = run.usage
-        if usage is None:
-            usage = Trajectory(runs=(run,)).computed_usage()
-        for name, part in usage.by_model.items():
-            models[name] = models[name].merge(part) if name in models else part
-    return Usage.from_models(models)
