@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -170,3 +171,24 @@ def test_chat_refuses_stdin_as_a_context(context_file: Path):
     )
     assert proc.returncode == 2
     assert "reads its questions from stdin" in proc.stderr
+
+
+def test_chat_json_lines_and_a_session_budget(context_file: Path, tmp_path: Path):
+    env = {**os.environ, "RLMAGENT_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, "-c", str(context_file), "--json", "--session-calls", "3"],
+        input="what is the code?\nagain?\n/cost\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    first = json.loads(lines[0])
+    assert first["answer"] == "4417" and first["metadata"]["question"] == 1
+    # the second question had 1 call left of the session's 3: the budget stopped it
+    second = json.loads(lines[1])
+    assert second["stop_reason"] == "budget"
+    assert lines[2].startswith("2 questions answered · calls 3")
+    assert lines[3] == "session budget: calls 3 of 3"
