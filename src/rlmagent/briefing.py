@@ -18,6 +18,10 @@ HISTORY_SHOWN = 5
 """Earlier questions summarised in a first message (all of them are in ``history``)."""
 HISTORY_CHARS = 300
 """Characters of each earlier question and answer in that summary."""
+CONTEXTS_SHOWN = 12
+"""Contexts described with a preview in a first message; the rest are named only."""
+NAMES_SHOWN = 50
+"""Contexts past those that a first message names at all."""
 VARIABLES_SHOWN = 40
 """User variables listed in a first message (``SHOW_VARS()`` lists them all)."""
 
@@ -89,11 +93,16 @@ def _contexts_text(contexts: Mapping[str, Mapping[str, Any]]) -> str:
     if not names:
         return prompts.render("session_no_context")
     parts = []
-    for index, name in enumerate(names):
+    for index, name in enumerate(names[:CONTEXTS_SHOWN]):
         info = contexts[name]
         where = f"`contexts[{name!r}]`" + (" (also `context`)" if index == 0 else "")
         preview = "\n".join(f"    {line}" for line in info.get("preview", [])) or "    (empty)"
         parts.append(f"- {where}: {summary(dict(info))}. It begins:\n{preview}")
+    rest = names[CONTEXTS_SHOWN:]
+    if rest:
+        shown = ", ".join(repr(n) for n in rest[:NAMES_SHOWN])
+        more = f", and {len(rest) - NAMES_SHOWN:,} more" if len(rest) > NAMES_SHOWN else ""
+        parts.append(f"- also {len(rest):,} more: {shown}{more} (see `contexts`)")
     return prompts.render(
         "session_contexts",
         count=len(names),

@@ -371,3 +371,13 @@ def gone(pid: int) -> bool:
             return f.read().rsplit(") ", 1)[-1].startswith("Z")
     except FileNotFoundError:
         return True
+
+
+def test_many_contexts_are_named_not_all_described():
+    from rlmagent.briefing import CONTEXTS_SHOWN, Briefing, describe_all, first_message
+
+    contexts = {f"doc{i}.txt": f"text {i}\nline two" for i in range(CONTEXTS_SHOWN + 70)}
+    text = first_message("q?", Briefing(contexts=describe_all(contexts)))
+    assert text.count("It begins:") == CONTEXTS_SHOWN
+    assert f"also 70 more: 'doc{CONTEXTS_SHOWN}.txt'" in text and ", and 20 more" in text
+    assert len(text) < 6_000
