@@ -173,6 +173,11 @@ class Repl:
         """Before a session's question: ``contexts`` and ``history`` set (a worker replaced
         since is found here and restored). Returns the variables, those lost since the
         last question, and whether a worker was replaced."""
+        pending = [d for d in self._threads if not d.is_set()]
+        if pending:  # a cell of an interrupted question still runs: it must not share
+            self._interrupt()  # the worker with this one's (a fresh one replaces it)
+            await run_blocking(_wait_all, pending, SESSION_CLOSE_WAIT_S)
+        self._threads = [d for d in self._threads if not d.is_set()]
         await self._blocking(self._prepare)
         lost, replaced = tuple(dict.fromkeys(self.lost)), self.replaced
         self.lost, self.replaced = [], False
