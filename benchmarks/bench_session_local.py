@@ -50,6 +50,24 @@ def make_log(seed: int, orders: int) -> tuple[str, list[tuple[str, object]]]:
     return text + "\n", questions
 
 
+def lookup_questions(text: str, seed: int) -> list[tuple[str, object]]:
+    """Five lookups over the same log, the second and fourth building on the answer
+    before them (the 1.5B root is reliable for lookups, not for aggregation)."""
+    rows = [line.split() for line in text.splitlines()]
+    rng = random.Random(seed + 1)
+    amounts = Counter(r[4] for r in rows)
+    unique = [r for r in rows if amounts[r[4]] == 1]
+    a, b = rng.sample(unique, 2)
+    c = rng.choice([r for r in unique if r not in (a, b)])
+    return [
+        (f"Which city is order {a[2]} from?", a[3].split("=")[1]),
+        ("What is the amount of that order?", int(a[4].split("=")[1])),
+        (f"On which date was order {b[2]} placed?", b[0]),
+        ("And what is its amount?", int(b[4].split("=")[1])),
+        (f"Which order has an amount of {c[4].split('=')[1]}?", int(c[2])),
+    ]
+
+
 def correct(answer: str, expected: object) -> bool:
     if isinstance(expected, int):
         return str(expected) in re.findall(r"\d+", answer.replace(",", ""))
@@ -63,6 +81,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--trace", type=Path, default=None, help="the session's JSONL")
     parser.add_argument(
+        "--set",
+        choices=("aggregate", "lookup"),
+        default="aggregate",
+        help="aggregate: counts, a top city, a sum; lookup: five lookups, two follow-ups",
+    )
+    parser.add_argument(
         "--mode",
         choices=("session", "runs"),
         default="session",
@@ -75,6 +99,8 @@ def main() -> None:
     from rlmagent.settings import LOCAL_ROOT_MAX_TOKENS, LOCAL_ROOT_TEMPERATURE
 
     text, questions = make_log(args.seed, args.orders)
+    if args.set == "lookup":
+        questions = lookup_questions(text, args.seed)
     root, sub = get_engine("local:qwen2.5-coder-1.5b"), get_engine("local:qwen2.5-coder-1.5b")
     agent = RLMAgent(
         root,
@@ -106,6 +132,7 @@ def main() -> None:
         right += ok
         row = {
             "mode": args.mode,
+            "set": args.set,
             "question": number,
             "text": question,
             "expected": expected,

@@ -117,7 +117,10 @@ class Run:
 
     async def run(self) -> AgentResult:
         settings = self.settings
-        info = describe_context(self.context)
+        if self.briefing is not None and self.briefing.contexts:  # described when added
+            info = dict(next(iter(self.briefing.contexts.values())))
+        else:
+            info = describe_context(self.context)
         self.tree.publish(
             RunStarted(
                 **self._ev(),
