@@ -12,6 +12,10 @@ returns None and the callers fall back to stopping and sweeping the process tree
 
 A model running as root in the plain tier can still move itself to another cgroup
 (it can write anywhere): SECURITY.md says so.
+
+A host killed with SIGKILL cannot kill its workers' groups; the first group made by a
+later process kills what is left in the groups of hosts that are gone (named
+``rlmagent-<host pid>-<n>``, the pid no longer alive) and removes them.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import signal
+import threading
 import time
 from pathlib import Path
 
 EMPTY_WAIT_S = 5.0
+NAME = re.compile(r"rlmagent-(\d+)-\d+")
 _counter = itertools.count(1)
+_swept = False
+_sweep_lock = threading.Lock()
 
 
 def own_cgroup() -> Path | None:
@@ -57,6 +66,7 @@ class Cgroup:
         parent = own_cgroup()
         if parent is None or not os.access(parent, os.W_OK):
             return None
+        sweep_abandoned(parent)
         path = parent / f"rlmagent-{os.getpid()}-{next(_counter)}"
         try:
             path.mkdir()
@@ -126,3 +136,39 @@ class Cgroup:
                 return
             except OSError:
                 time.sleep(0.002)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_abandoned(parent: Path) -> list[Path]:
+    """Once per process: kill and remove the groups in ``parent`` of hosts that are gone."""
+    global _swept
+    with _sweep_lock:
+        if _swept:
+            return []
+        _swept = True
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = NAME.fullmatch(entry.name)
+        if match is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        if int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        group = Cgroup(Path(entry.path))
+        group.kill()
+        group.remove()
+        if not os.path.exists(entry.path):
+            removed.append(Path(entry.path))
+    return removed

@@ -1,0 +1,83 @@
+"""The plain tiers' cgroups: what a killed host's sandbox left is killed by the next host.
+
+Runs only where this process may make cgroup v2 groups (root, or a delegated scope).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlmagent.sandbox import cgroups
+from rlmagent.sandbox.process import wait_gone
+
+PARENT = cgroups.own_cgroup()
+DELEGATED = PARENT is not None and os.access(PARENT, os.W_OK)
+pytestmark = pytest.mark.skipif(not DELEGATED, reason="no writable cgroup v2 group here")
+
+HOST = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from rlmagent.sandbox import SubprocessSandbox
+session = SubprocessSandbox(isolation="process").start("c", lambda name, args: None)
+print("cgroup" in session.hardening, flush=True)
+cell = "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(600)\\n"
+cell += "    os._exit(0)\\nprint(os.getpid())"
+result = session.execute(cell)
+found = session.processes()
+print(" ".join(str(pid) for pid in found if str(pid) != result.output.strip()), flush=True)
+sys.stdin.read()  # wait to be killed
+"""
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_hosts_leftover_processes_die_when_the_next_group_is_made(monkeypatch):
+    with subprocess.Popen(
+        [sys.executable, "-c", HOST], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as host:
+        assert host.stdout is not None
+        assert host.stdout.readline().strip() == "True"  # the worker is in a group
+        sleepers = [int(pid) for pid in host.stdout.readline().split()]
+        assert sleepers, "the cell's sleeper was not seen"
+        host.send_signal(signal.SIGKILL)
+    try:
+        assert not wait_gone(sleepers[0], 0.5)  # a killed host cannot kill its group
+        monkeypatch.setattr(cgroups, "_swept", False)
+        group = cgroups.Cgroup.create()  # the next sandbox of any later process
+        assert group is not None
+        group.remove()
+        assert all(wait_gone(pid, 5.0) for pid in sleepers)
+        left = [p.name for p in PARENT.iterdir() if p.name.startswith(f"rlmagent-{host.pid}-")]
+        assert left == []
+    finally:
+        for pid in sleepers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_groups_of_live_hosts_are_left_alone(monkeypatch):
+    assert PARENT is not None
+    live = PARENT / f"rlmagent-{os.getppid()}-999999"
+    dead = PARENT / f"rlmagent-{_dead_pid()}-999999"
+    other = PARENT / "rlmagent-not-ours"
+    for path in (live, dead, other):
+        path.mkdir()
+    try:
+        monkeypatch.setattr(cgroups, "_swept", False)
+        assert cgroups.sweep_abandoned(PARENT) == [Path(dead)]
+        assert live.exists() and other.exists() and not dead.exists()
+    finally:
+        for path in (live, dead, other):
+            with contextlib.suppress(OSError):
+                path.rmdir()
