@@ -38,7 +38,9 @@ from fakes import MODEL, root_requests, server, write_jobs  # noqa: E402
 from rlmagent import Budget  # noqa: E402
 from rlmagent.batch import BatchSettings, iter_batch, read_results, run_batch  # noqa: E402
 
-RAY = str(Path(sys.executable).parent / "ray")
+# The ray CLI of this interpreter (its console script may not be beside it, e.g. in a venv
+# that sees Ray through system site-packages).
+RAY = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
 
 
 def free_port() -> int:
@@ -328,7 +330,7 @@ def main() -> None:
     try:
         subprocess.run(
             [
-                RAY,
+                *RAY,
                 "start",
                 "--head",
                 f"--port={port}",
@@ -356,7 +358,7 @@ def main() -> None:
             report[name]["seconds"] = round(time.monotonic() - started, 1)
     finally:
         out_path.write_text(json.dumps(report, default=str))
-        subprocess.run([RAY, "stop"], capture_output=True, timeout=60)
+        subprocess.run([*RAY, "stop"], capture_output=True, timeout=60)
         shutil.rmtree(temp, ignore_errors=True)
 
 
