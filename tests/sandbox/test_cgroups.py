@@ -52,7 +52,8 @@ def test_a_killed_hosts_leftover_processes_die_when_the_next_group_is_made(monke
         assert sleepers, "the cell's sleeper was not seen"
         host.send_signal(signal.SIGKILL)
     try:
-        assert not wait_gone(sleepers[0], 0.5)  # a killed host cannot kill its group
+        # A killed host cannot kill its group: the sleeper lives on, unless another
+        # rlmagent process on this machine made its first group meanwhile (and swept).
         monkeypatch.setattr(cgroups, "_swept", False)
         group = cgroups.Cgroup.create()  # the next sandbox of any later process
         assert group is not None
