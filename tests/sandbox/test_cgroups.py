@@ -59,7 +59,8 @@ def test_a_killed_hosts_leftover_processes_die_when_the_next_group_is_made(monke
         assert group is not None
         group.remove()
         assert all(wait_gone(pid, 5.0) for pid in sleepers)
-        left = [p.name for p in PARENT.iterdir() if p.name.startswith(f"rlmagent-{host.pid}-")]
+        prefix = f"rlmagent-{cgroups._pid_namespace()}-{host.pid}-"
+        left = [p.name for p in PARENT.iterdir() if p.name.startswith(prefix)]
         assert left == []
     finally:
         for pid in sleepers:
@@ -69,16 +70,19 @@ def test_a_killed_hosts_leftover_processes_die_when_the_next_group_is_made(monke
 
 def test_groups_of_live_hosts_are_left_alone(monkeypatch):
     assert PARENT is not None
-    live = PARENT / f"rlmagent-{os.getppid()}-999999"
-    dead = PARENT / f"rlmagent-{_dead_pid()}-999999"
+    namespace = cgroups._pid_namespace()
+    live = PARENT / f"rlmagent-{namespace}-{os.getppid()}-999999"
+    dead_pid = _dead_pid()
+    dead = PARENT / f"rlmagent-{namespace}-{dead_pid}-999999"
+    elsewhere = PARENT / f"rlmagent-{namespace + 1}-{dead_pid}-999999"  # another namespace
     other = PARENT / "rlmagent-not-ours"
-    for path in (live, dead, other):
+    for path in (live, dead, elsewhere, other):
         path.mkdir()
     try:
         monkeypatch.setattr(cgroups, "_swept", False)
         assert cgroups.sweep_abandoned(PARENT) == [Path(dead)]
-        assert live.exists() and other.exists() and not dead.exists()
+        assert live.exists() and elsewhere.exists() and other.exists() and not dead.exists()
     finally:
-        for path in (live, dead, other):
+        for path in (live, dead, elsewhere, other):
             with contextlib.suppress(OSError):
                 path.rmdir()

@@ -15,7 +15,8 @@ A model running as root in the plain tier can still move itself to another cgrou
 
 A host killed with SIGKILL cannot kill its workers' groups; the first group made by a
 later process kills what is left in the groups of hosts that are gone (named
-``rlmagent-<host pid>-<n>``, the pid no longer alive) and removes them.
+``rlmagent-<pid namespace>-<host pid>-<n>``: only hosts of its own PID namespace, whose pid
+is no longer alive) and removes them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 EMPTY_WAIT_S = 5.0
-NAME = re.compile(r"rlmagent-(\d+)-\d+")
+NAME = re.compile(r"rlmagent-(\d+)-(\d+)-\d+")
 _counter = itertools.count(1)
 _swept = False
 _sweep_lock = threading.Lock()
@@ -67,7 +68,7 @@ class Cgroup:
         if parent is None or not os.access(parent, os.W_OK):
             return None
         sweep_abandoned(parent)
-        path = parent / f"rlmagent-{os.getpid()}-{next(_counter)}"
+        path = parent / f"rlmagent-{_pid_namespace()}-{os.getpid()}-{next(_counter)}"
         try:
             path.mkdir()
         except OSError:
@@ -138,6 +139,14 @@ class Cgroup:
                 time.sleep(0.002)
 
 
+def _pid_namespace() -> int:
+    """The inode of this process's PID namespace (0 where it cannot be read)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -164,8 +173,9 @@ def sweep_abandoned(parent: Path) -> list[Path]:
         match = NAME.fullmatch(entry.name)
         if match is None or not entry.is_dir(follow_symlinks=False):
             continue
-        if int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
-            continue
+        namespace, pid = int(match.group(1)), int(match.group(2))
+        if namespace != _pid_namespace() or pid == os.getpid() or _alive(pid):
+            continue  # another namespace's host (its pids mean nothing here), or alive
         group = Cgroup(Path(entry.path))
         group.kill()
         group.remove()
