@@ -1,10 +1,12 @@
 """Sandbox figures (issue 4): start, cell round trip, llm_query round trip, restart.
 
-    python benchmarks/bench_sandbox.py [--repeats 30] [--tier bwrap,process] [--json out.json]
+    python benchmarks/bench_sandbox.py [--repeats 30] [--tier bwrap,landlock,process]
+        [--json out.json]
 
 For each tier:
 
-1. probe: the one-time check that bubblewrap works (first SubprocessSandbox use).
+1. probe: the one-time check that the tier works (bubblewrap, Landlock: a real worker
+   and one cell; the first SubprocessSandbox use probes bubblewrap, then Landlock).
 2. start: ``sandbox.start(context)`` until the worker is ready (a 1,000-character
    context; the work directory, the context file, the launch, the limits).
 3. start+cell: the same plus a first trivial cell (the first cell also pays for the
@@ -34,7 +36,8 @@ from timing import timed
 from rlmagent import FunctionEngine, RLMAgent, ScriptedEngine
 from rlmagent.sandbox import FunctionSpec, SubprocessSandbox
 from rlmagent.sandbox.bwrap import find_bwrap
-from rlmagent.sandbox.subprocess import _probe
+from rlmagent.sandbox.landlock_tier import LandlockLauncher
+from rlmagent.sandbox.subprocess import WORKER, _probe, _run_probe
 
 QUERY = [FunctionSpec("llm_query", "")]
 CALLS = 2000
@@ -66,6 +69,9 @@ def bench_tier(tier: str, repeats: int) -> dict[str, Any]:
         bwrap = find_bwrap()
         assert bwrap is not None
         results["probe"] = stats(timed(lambda: _probe(bwrap, sandbox.python), 5))
+    if tier == "landlock":
+        launcher = LandlockLauncher(sandbox.python, WORKER)
+        results["probe"] = stats(timed(lambda: _run_probe(launcher, "Landlock"), 5))
 
     def start_only() -> float:
         t0 = time.perf_counter()
@@ -117,7 +123,7 @@ def bench_tier(tier: str, repeats: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--tier", default="bwrap,process")
+    parser.add_argument("--tier", default="bwrap,landlock,process")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     report: dict[str, Any] = {"loadavg_before": os.getloadavg()}

@@ -4,6 +4,7 @@ local model's status, API-key names (never values), and failing closed on the CL
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -65,6 +66,10 @@ def test_doctor_json_where_no_tier_isolates(no_isolating_tier, capsys):
     assert problems["landlock"] == NO_LANDLOCK
     assert payload["default_tier"] is None
     assert set(payload["local_model"]) >= {"llama_cpp_installed", "model_file_present"}
+    from rlmagent.sandbox.cgroups import own_cgroup
+
+    path = own_cgroup()
+    assert payload["cgroup"]["delegated"] == (path is not None and os.access(path, os.W_OK))
 
 
 def test_doctor_says_how_to_go_on_where_no_tier_isolates(no_isolating_tier, capsys):

@@ -1,9 +1,10 @@
 """``rlm doctor``: what works on this machine, and what to do about what does not.
 
 It reports each sandbox tier (does it run here, and if not why), which one a default
-run would get, the local model (its packages installed? its file assembled?), and which
-engines' API keys are set in the environment: their names only, never their values.
-Exit status 0 where a tier that isolates model code works, 1 where none does.
+run would get, whether workers can get a cgroup v2 of their own, the local model (its
+packages installed? its file assembled?), and which engines' API keys are set in the
+environment: their names only, never their values. Exit status 0 where a tier that
+isolates model code works, 1 where none does.
 """
 
 from __future__ import annotations
@@ -89,6 +90,24 @@ def key_names() -> list[str]:
     return sorted(name for name in set(names) if os.environ.get(name))
 
 
+def cgroup() -> dict[str, Any]:
+    """This process's cgroup v2: may workers get cgroups of their own (a kill no process
+    can leave), and with the memory controller (``memory.max``)?"""
+    from rlmagent.sandbox.cgroups import own_cgroup
+
+    path = own_cgroup()
+    writable = path is not None and os.access(path, os.W_OK)
+    try:
+        controllers = (path / "cgroup.subtree_control").read_text().split() if path else []
+    except OSError:
+        controllers = []
+    return {
+        "path": str(path) if path else None,
+        "delegated": writable,
+        "memory_max": writable and "memory" in controllers,
+    }
+
+
 def default_tier(found: list[TierStatus]) -> str | None:
     return next((t.name for t in found if t.isolates and t.problem is None), None)
 
@@ -98,10 +117,12 @@ def handle(args: argparse.Namespace) -> int:
     default = default_tier(found)
     model = local_model()
     keys = key_names()
+    group = cgroup()
     if args.json:
         payload = {
             "tiers": [asdict(t) for t in found],
             "default_tier": default,
+            "cgroup": group,
             "local_model": model,
             "api_keys_set": keys,
         }
@@ -125,6 +146,11 @@ def handle(args: argparse.Namespace) -> int:
             f"{INSTALL_BWRAP}, or pass --sandbox process (model code can then read "
             "your files)"
         )
+    if group["delegated"]:
+        memory = "with" if group["memory_max"] else "without"
+        print(f"  cgroup    workers get their own ({memory} memory.max): {group['path']}")
+    else:
+        print("  cgroup    none delegated here: workers are killed by process-tree sweeps")
     print("local model:")
     print(f"  llama-cpp-python  {'installed' if model['llama_cpp_installed'] else 'missing'}")
     packages = model["model_packages_missing"]
