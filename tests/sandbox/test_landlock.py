@@ -188,3 +188,28 @@ for path in (os.path.join(here, "worker.py"), planted, "/tmp/x", "/dev/shm/rlm-x
         assert result.output == "PermissionError\n" * 4, result
     finally:
         session.close()
+
+
+def test_the_worker_cannot_leave_its_cgroup():
+    session = _session()
+    try:
+        worker = session._worker
+        if worker is None or worker.cgroup is None:
+            pytest.skip("no cgroup v2 is delegated to this process: nothing to leave")
+        assert "cgroup" in session.hardening
+        parent = worker.cgroup.path.parent
+        code = f"""
+import os
+for path in ({str(parent / "cgroup.procs")!r}, "/sys/fs/cgroup/cgroup.procs"):
+    try:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+        print("moved")
+    except OSError as exc:
+        print(type(exc).__name__)
+"""
+        result = session.execute(code)
+        assert result.output == "PermissionError\nPermissionError\n", result
+        assert worker.cgroup.holds(session.pid)
+    finally:
+        session.close()
