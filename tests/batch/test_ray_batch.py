@@ -54,7 +54,9 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert out.exists(), done.stderr.decode()[-3000:]
     report: dict[str, Any] = json.loads(out.read_text())
     if done.returncode != 0 or "nodes" not in report:  # the cluster never came up
-        pytest.fail(f"the Ray driver failed (exit {done.returncode}): {done.stderr.decode()[-3000:]}")
+        pytest.fail(
+            f"the Ray driver failed (exit {done.returncode}): {done.stderr.decode()[-3000:]}"
+        )
     for name, part in report.items():
         if isinstance(part, dict) and "crashed" in part:
             pytest.fail(f"scenario {name} crashed: {part['crashed']}")
