@@ -105,7 +105,7 @@ class LandlockWorker(ProcessWorker):
             status = kernel_status(self.pid)
             caps = {key: status.get(key, "") for key in ("CapPrm", "CapBnd", "CapAmb")}
             if any(not value or int(value, 16) for value in caps.values()):
-                self.kill()
+                # the session kills the worker (once) when its start fails
                 raise SandboxError(f"the Landlock worker kept capabilities ({caps})")
         _, net, scoped = rights(self.abi)
         found = [f"landlock-abi-{self.abi}", "landlock-fs"]
@@ -183,6 +183,6 @@ class LandlockLauncher:
             seccomp=self.seccomp is not None and self.worker == DEFAULT_WORKER,
             no_new_privs=True,
             uid=uid,
-            no_capabilities=uid == 0,
+            no_capabilities=True,  # as root dropped by the launcher; else none to begin with
         )
         return worker
