@@ -44,6 +44,7 @@ from rlmagent.answers import (
 from rlmagent.answers import parse_label as parse_label
 from rlmagent.answers import parse_numbered as parse_numbered
 from rlmagent.answers import parse_yes_no as parse_yes_no
+from rlmagent.sandbox.protocol import shown
 
 Ask = Callable[[list[str]], Awaitable[list[str]]]
 """Like ``llm_batch``: prompts -> answers in order; a failed item starts with "Error: "."""
@@ -164,7 +165,7 @@ def _check_text(op: str, what: str, value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{op}: {what} must be a non-empty str, got {type(value).__name__}")
     if not value.strip():
-        raise ValueError(f"{op}: {what} must be a non-empty str, got {value!r}")
+        raise ValueError(f"{op}: {what} must be a non-empty str, got {shown(value)}")
     return value.strip()
 
 
@@ -358,7 +359,7 @@ async def llm_filter(
     items = _check_items(op, items)
     condition = _check_text(op, "condition", condition)
     if "\n" in condition:
-        raise ValueError(f"{op}: condition must be one line, got {condition!r}")
+        raise ValueError(f"{op}: condition must be one line, got {shown(condition)}")
     pack, max_prompt_chars = _common(op, pack, max_prompt_chars)
     run = await _run(ask, filter_spec(condition), items, pack, max_prompt_chars)
     mask: list[bool | None] = [o if isinstance(o, bool) else None for o in run.outcomes]

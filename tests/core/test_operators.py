@@ -567,3 +567,18 @@ def test_classify_labels_may_carry_their_meanings() -> None:
     assert "place: asks for a location" in seen[0] and "person: asks for someone" in seen[0]
     with pytest.raises(TypeError, match="meaning of label 'place'"):
         run(llm_classify(ask, ["x"], {"place": 3}))
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["is it red?\n" + "x" * 5_000_000, " " * 5_000_000],
+    ids=["multi-line", "blank"],
+)
+def test_a_huge_bad_condition_is_not_echoed_whole(condition: str) -> None:
+    async def ask(prompt: str) -> str:
+        raise AssertionError("no sub-call for a rejected condition")
+
+    with pytest.raises(ValueError) as caught:
+        asyncio.run(llm_filter(ask, ["a"], condition))
+    assert len(str(caught.value)) < 300
+    assert "5,0" in str(caught.value)  # the full length is named
