@@ -309,7 +309,16 @@ class SubprocessSession:
         ):
             return
         if os.path.islink(self.workdir) or not os.path.isdir(self.workdir):
-            raise SandboxError(f"the sandbox work directory {self.workdir} was replaced")
+            # Model code replaced the directory itself (its processes are dead by now):
+            # take a fresh private one rather than follow whatever stands there.
+            replaced = self.workdir
+            self._dir.remove()
+            with contextlib.suppress(OSError):
+                os.unlink(replaced)  # a file or a link in its place, never followed
+            self._dir = LockedDir("session")
+            self.workdir = self._dir.path
+            self._stage()
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.workdir / self._context_file)
         self._stage()
