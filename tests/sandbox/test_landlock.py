@@ -13,11 +13,13 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
-from rlmagent.sandbox import SubprocessSandbox
+from rlmagent.errors import SandboxError
+from rlmagent.sandbox import Limits, SubprocessSandbox
 from rlmagent.sandbox.bwrap import OPTIONAL_FILES, ROOT_LINKS, python_paths
 from rlmagent.sandbox.landlock import (
     ABI1_FS,
@@ -32,7 +34,13 @@ from rlmagent.sandbox.landlock import (
     abi_version,
     rights,
 )
-from rlmagent.sandbox.landlock_tier import LAUNCHER, kernel_status, reachable_by_others
+from rlmagent.sandbox.landlock_tier import (
+    LAUNCHER,
+    kernel_status,
+    may_limit_other_users,
+    reachable_by_others,
+    soft_limits,
+)
 
 from .helpers import IS_ROOT, Recorder
 
@@ -156,10 +164,14 @@ def test_the_host_reads_what_is_in_force_from_the_kernel():
         session.close()
 
 
-@pytest.mark.skipif(
-    not IS_ROOT or not reachable_by_others([DEBIAN_PYTHON]),
-    reason="needs a root host and a Python that nobody can run",
+NOBODY = pytest.mark.skipif(
+    not IS_ROOT or not reachable_by_others([DEBIAN_PYTHON]) or not may_limit_other_users(),
+    reason="needs a root host with CAP_SYS_RESOURCE (to set another user's rlimits) and "
+    "a Python that nobody can run",
 )
+
+
+@NOBODY
 def test_a_root_host_runs_model_code_as_nobody_where_nobody_can_run_python():
     session = _session(DEBIAN_PYTHON)
     try:
@@ -213,5 +225,55 @@ for path in ({str(parent / "cgroup.procs")!r}, "/sys/fs/cgroup/cgroup.procs"):
         result = session.execute(code)
         assert result.output == "PermissionError\nPermissionError\n", result
         assert worker.cgroup.holds(session.pid)
+    finally:
+        session.close()
+
+
+@NOBODY
+def test_as_nobody_a_fork_bomb_stops_at_the_process_limit():
+    limits = Limits(processes=16, cell_timeout_s=2)
+    sandbox = SubprocessSandbox(isolation="landlock", python=DEBIAN_PYTHON, limits=limits)
+    session = sandbox.start("ctx", Recorder())
+    code = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
+    code += "        time.sleep(0.01)\n"
+    peak, done = [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], len(session.processes()))
+            done.wait(0.05)
+
+    watcher = threading.Thread(target=watch)
+    try:
+        assert "uid-65534" in session.hardening
+        watcher.start()
+        result = session.execute(code)
+        assert result.timed_out and result.state_lost
+        assert 2 < peak[0] <= 16 + 2  # RLIMIT_NPROC: nobody's tasks at the start + 16
+    finally:
+        done.set()
+        if watcher.is_alive():
+            watcher.join()
+        session.close()
+
+
+@pytest.mark.skipif(
+    not IS_ROOT or not reachable_by_others([DEBIAN_PYTHON]) or may_limit_other_users(),
+    reason="needs a root host without CAP_SYS_RESOURCE and a Python that nobody can run",
+)
+def test_limits_that_do_not_take_fail_the_start(monkeypatch):
+    # This host cannot set another user's rlimits: forced onto the nobody path anyway,
+    # the kernel really refuses them, and the start must fail rather than run unlimited.
+    monkeypatch.setattr("rlmagent.sandbox.landlock_tier.may_limit_other_users", lambda: True)
+    monkeypatch.setattr("rlmagent.sandbox.subprocess._probe_results", {})  # probed afresh
+    sandbox = SubprocessSandbox(isolation="landlock", python=DEBIAN_PYTHON)
+    with pytest.raises(SandboxError, match="limits did not take"):
+        sandbox.start("ctx", Recorder())
+    # and without the forcing, a root host like this one keeps uid 0 and its limits
+    monkeypatch.undo()
+    session = SubprocessSandbox(isolation="landlock", python=DEBIAN_PYTHON).start("c", Recorder())
+    try:
+        assert "no-capabilities" in session.hardening and "uid-65534" not in session.hardening
+        assert soft_limits(session.pid)["Max open files"] == str(Limits().open_files)
     finally:
         session.close()

@@ -15,11 +15,14 @@ runs outside the domain. What the worker may touch:
   also denies ``socket``), rlimits, the memory watch and the process-tree kill.
 
 Where the host runs as root, model code must not run as root: the launcher switches to
-``nobody`` (``SANDBOX_UID``) when that user can reach the Python installation; where it
-cannot (a Python under ``/root``, mode 0700), it stays uid 0 with every capability
-dropped for good. The host reads what is in force from ``/proc/<pid>/status`` (uid,
-``NoNewPrivs``, ``CapEff``, ``CapBnd``) before any model code runs, not from the worker's
-word. There is no PID, IPC or network namespace: see SECURITY.md for what that leaves.
+``nobody`` (``SANDBOX_UID``) when that user can reach the Python installation and the
+host may set another user's rlimits (``CAP_SYS_RESOURCE``); where not (a Python under
+``/root``, mode 0700; a container that dropped the capability), it stays uid 0 with every
+capability dropped for good. The host reads what is in force from the kernel before any
+model code runs, not from the worker's word: ``/proc/<pid>/status`` (uids,
+``NoNewPrivs``, ``Seccomp``, the capability sets) and ``/proc/<pid>/limits`` (a limit
+that did not take fails the start). There is no PID, IPC or network namespace: see
+SECURITY.md for what that leaves.
 """
 
 from __future__ import annotations
@@ -72,6 +75,35 @@ def reachable_by_others(paths: list[str]) -> bool:
     return True
 
 
+CAP_SYS_RESOURCE = 24
+LIMIT_NAMES = {
+    "Max address space": "memory_bytes",
+    "Max file size": "file_size_bytes",
+    "Max open files": "open_files",
+}
+
+
+def may_limit_other_users() -> bool:
+    """Whether this (root) process holds ``CAP_SYS_RESOURCE``, without which it cannot
+    set the rlimits of a process running as another user (containers often drop it)."""
+    caps = kernel_status(os.getpid()).get("CapEff", "0")
+    return bool(int(caps, 16) >> CAP_SYS_RESOURCE & 1)
+
+
+def soft_limits(pid: int) -> dict[str, str]:
+    """``{"Max address space": "4294967296", ...}``: the soft limits of ``pid``."""
+    found: dict[str, str] = {}
+    try:
+        with open(f"/proc/{pid}/limits", encoding="ascii", errors="replace") as f:
+            for line in f:
+                for name in (*LIMIT_NAMES, "Max processes"):
+                    if line.startswith(name):
+                        found[name] = line[len(name) :].split()[0]
+    except OSError:
+        pass
+    return found
+
+
 def kernel_status(pid: int) -> dict[str, str]:
     """The fields of ``/proc/<pid>/status`` (``Uid``, ``NoNewPrivs``, ``CapEff``...)."""
     fields: dict[str, str] = {}
@@ -92,10 +124,27 @@ class LandlockWorker(ProcessWorker):
         super().__init__(*args)
         self.uid = uid
         self.abi = abi
+        self.nproc: int | None = None
 
     def ready(self, limits: Limits, message: dict[str, Any]) -> None:
         self.hardening += self.verify()
         super().ready(limits, message)
+        self.check_limits(limits)
+
+    def check_limits(self, limits: Limits) -> None:
+        """The rlimits the host set, as the kernel reports them (``/proc/<pid>/limits``):
+        a limit that did not take is a failed start, not a silent gap."""
+        found = soft_limits(self.pid)
+        expected = {name: str(getattr(limits, field)) for name, field in LIMIT_NAMES.items()}
+        if self.nproc is not None:
+            expected["Max processes"] = str(self.nproc)
+        wrong = {
+            name: found.get(name) for name, value in expected.items() if found.get(name) != value
+        }
+        if wrong:
+            raise SandboxError(
+                f"the Landlock worker's limits did not take: {wrong} (wanted {expected})"
+            )
 
     def verify(self) -> list[str]:
         """The Landlock rights in force. The kernel confirms the rest before model code
@@ -116,7 +165,8 @@ class LandlockWorker(ProcessWorker):
     def process_limit(self, limits: Limits) -> int | None:
         if self.uid == 0:
             return None  # the kernel never applies RLIMIT_NPROC to uid 0 (SECURITY.md)
-        return user_tasks(self.uid) + limits.processes
+        self.nproc = user_tasks(self.uid) + limits.processes  # what check_limits expects
+        return self.nproc
 
 
 class LandlockLauncher:
@@ -150,8 +200,9 @@ class LandlockLauncher:
         return rules
 
     def user(self, script: Path) -> tuple[int, int] | None:
-        """The user to switch to: ``nobody`` for a root host that it can serve."""
-        if os.geteuid() != 0:
+        """The user to switch to: ``nobody`` for a root host that it can serve (that user
+        reaches the Python installation, and the host may set its rlimits)."""
+        if os.geteuid() != 0 or not may_limit_other_users():
             return None
         needed = [self.python, *python_paths(self.python), str(script)]
         return (SANDBOX_UID, SANDBOX_UID) if reachable_by_others(needed) else None
