@@ -56,10 +56,16 @@ def _alive(pid: int) -> bool:
 
 
 def _command(pid: int) -> list[str]:
-    try:
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
-    except OSError:
-        return []
+    """``pid``'s command line. Right after a spawn it can read empty for a moment (the
+    kernel has started the new program but not yet set its arguments): read again."""
+    for _ in range(50):
+        try:
+            raw = (PROC / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            return []
+        if raw or not _alive(pid):
+            break
+        time.sleep(0.01)
     return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
 
 
