@@ -83,7 +83,7 @@ def test_the_turn_limit_is_exit_3_one_stderr_line_and_its_own_status(
     out, err = capsys.readouterr()
     assert out == "I think it is 4417\n"
     assert err.count("\n") == 1 and "no confident answer" in err
-    assert "all 2 turns (--max-turns)" in err
+    assert "the turn limit (2, --max-turns) came before a FINAL" in err
     row = runs_json(capsys)[0]
     assert row["status"] == "max_turns" and row["stop_reason"] == "max_turns"
 

@@ -280,7 +280,7 @@ def verdict(result: AgentResult) -> str | None:
     if reason is None or reason in CONFIDENT:
         return None
     if reason == "max_turns":
-        why = f"the model used all {result.turns - 1} turns (--max-turns) without a FINAL"
+        why = f"the turn limit ({result.turns - 1}, --max-turns) came before a FINAL"
     elif reason == "stalled":
         why = "the model kept running the same code with the same output"
     elif reason == "budget":
