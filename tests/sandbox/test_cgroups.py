@@ -86,3 +86,48 @@ def test_groups_of_live_hosts_are_left_alone(monkeypatch):
         for path in (live, dead, elsewhere, other):
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def test_memory_max_is_written_where_the_controller_is_delegated(tmp_path: Path) -> None:
+    with_controller = tmp_path / "with"
+    with_controller.mkdir()
+    (with_controller / "memory.max").write_text("max\n")
+    (with_controller / "memory.swap.max").write_text("max\n")
+    assert cgroups.Cgroup(with_controller).limit_memory(256 * 2**20)
+    assert (with_controller / "memory.max").read_text() == f"{256 * 2**20}\n"
+    assert (with_controller / "memory.swap.max").read_text() == "0\n"
+    without = tmp_path / "without"
+    without.mkdir()
+    assert not cgroups.Cgroup(without).limit_memory(256 * 2**20)
+    assert not (without / "memory.max").exists()
+
+
+def _memory_controller() -> bool:
+    group = cgroups.own_cgroup()
+    if group is None:
+        return False
+    with contextlib.suppress(OSError):
+        return "memory" in (group / "cgroup.subtree_control").read_text().split()
+    return False
+
+
+@pytest.mark.skipif(
+    not _memory_controller(), reason="no cgroup v2 memory controller is delegated here"
+)
+def test_a_plain_tier_worker_group_gets_memory_max() -> None:
+    import warnings
+
+    from rlmagent.sandbox import Limits, SubprocessSandbox
+
+    limit = 200 * 2**20
+    with warnings.catch_warnings():  # the plain tier's opt-in warning
+        warnings.simplefilter("ignore")
+        sandbox = SubprocessSandbox(isolation="process", limits=Limits(total_memory_bytes=limit))
+        session = sandbox.start("ctx", lambda name, params: None)
+    try:
+        assert "cgroup-memory-max" in session.hardening
+        worker = session._worker
+        assert worker is not None and worker.cgroup is not None
+        assert (worker.cgroup.path / "memory.max").read_text().strip() == str(limit)
+    finally:
+        session.close()

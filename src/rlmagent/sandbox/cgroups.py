@@ -84,6 +84,23 @@ class Cgroup:
             self.remove()
             return False
 
+    def limit_memory(self, limit: int) -> bool:
+        """Cap the group's memory at ``limit`` bytes (``memory.max``, no swap) where the
+        memory controller is delegated to it; False where it is not. The kernel then
+        counts everything the group's processes use, memfds and shared memory included,
+        and reclaims or kills within it."""
+        target = self.path / "memory.max"
+        if not target.exists():
+            return False
+        try:
+            target.write_text(f"{int(limit)}\n")
+            swap = self.path / "memory.swap.max"
+            if swap.exists():
+                swap.write_text("0\n")
+        except OSError:
+            return False
+        return True
+
     def holds(self, pid: int) -> bool:
         """Whether the kernel reports ``pid`` in this group."""
         try:

@@ -212,6 +212,8 @@ class Worker:
             self.kill()
             raise
         self.apply_limits(limits)
+        if self.cgroup is not None and self.cgroup.limit_memory(limits.total_memory_bytes):
+            self.hardening.append("cgroup-memory-max")
 
     def apply_limits(self, limits: Limits) -> None:
         for name, value in (
