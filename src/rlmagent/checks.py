@@ -1,7 +1,8 @@
 """The support check of a run's answers: before a FINAL is accepted, one sub-call is
 shown the question, the answer and the outputs the model saw (:mod:`rlmagent.evidence`),
 and a rejected answer goes back to the model, at most :data:`MAX_ANSWER_CHECKS` times;
-after that it stands, with ``answer_checked=False`` on the result."""
+after that it stands, with ``answer_checked=False`` on the result. And the typed-answer
+review (:func:`typed_review`): a FINAL without the output type goes back corrected."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import replace
 from rlmagent import evidence, prompts
 from rlmagent.settings import MAX_ANSWER_CHECKS
 from rlmagent.turns import Outcome
+from rlmagent.typed import TypedAnswer
 
 Query = Callable[[str], Awaitable[str]]
 Notify = Callable[[str], None]
@@ -51,3 +53,19 @@ class AnswerChecker:
             observation=observation,
             candidate=outcome.candidate,
         )
+
+
+def typed_review(typed: TypedAnswer, outcome: Outcome, question: str) -> Outcome:
+    """``outcome`` if its final answer has the output type, else the correction: no
+    final, and the correction (with the question again) as the observation."""
+    assert outcome.final is not None
+    correction = typed.review(outcome.final)
+    if correction is None:
+        return outcome
+    return replace(
+        outcome,
+        final=None,
+        stop_reason=None,
+        observation=correction + "\n\nQuestion: " + question,
+        state=replace(outcome.state, last_final=None),
+    )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlmagent import operators
+from rlmagent.engines.base import estimate_tokens
 from rlmagent.sandbox.protocol import shown
 
 MAX_BATCH_SIZE = 10_000
@@ -73,6 +74,23 @@ def prompt_room(window: int | None, max_tokens: int) -> int:
         return operators.MAX_PROMPT_CHARS
     room = (window - max_tokens) * CHARS_PER_TOKEN_LOW
     return max(operators.MIN_PROMPT_CHARS, min(room, operators.MAX_PROMPT_CHARS))
+
+
+def check_fits(fn: str, prompt: str, window: int | None, model: str, max_tokens: int) -> None:
+    """The window guard: refuse, before any call, a prompt longer than the sub-model's
+    ``window`` (tokens; None: unknown) with ``max_tokens`` kept for its answer."""
+    if window is None:
+        return
+    tokens = estimate_tokens(prompt)
+    if tokens + max_tokens > window:
+        room = max(1_000, (window - max_tokens) * CHARS_PER_TOKEN_LOW)
+        raise ValueError(
+            f"{fn}: the prompt is about {tokens:,} tokens ({len(prompt):,} characters) "
+            f"but the sub-model {model!r} has a {window:,}-token window, "
+            f"{max_tokens:,} of them kept for its answer: split the text with "
+            f"chunks(text, {room:,}) and ask about each piece (llm_batch), or use "
+            "llm_filter / llm_map / llm_classify on its lines"
+        )
 
 
 def arguments(

@@ -4,7 +4,8 @@ Model code calls ``llm_query`` / ``llm_batch`` / the semantic operators / ``rlm_
 / ``rlm_batch`` / tools as stubs inside the sandbox; the sandbox thread hands each call
 to :meth:`HostFunctions.handler`, which runs it on the run's event loop. Every engine
 call goes through :meth:`rlmagent.tree.Tree.complete`; what the model sees of these
-functions, and the checks of their arguments, live in :mod:`rlmagent.functions`.
+functions, and the checks of their arguments (the window guard included), live in
+:mod:`rlmagent.functions`; a user tool's call is :mod:`rlmagent.toolcalls`.
 
 Concurrency and depth: see :mod:`rlmagent.tree`.
 """
@@ -13,23 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from rlmagent.budget import UsageMeter
-from rlmagent.engines.base import estimate_tokens, run_blocking
 from rlmagent.events import (
     BatchEnded,
     BatchStarted,
     Notice,
     SubCallEnded,
     SubCallStarted,
-    ToolCalled,
 )
 from rlmagent.functions import (
-    CHARS_PER_TOKEN_LOW,
     ERROR_PREFIX,
     LLM_BATCH_DOC,
     LLM_QUERY_DOC,
@@ -40,6 +37,7 @@ from rlmagent.functions import (
     RLM_QUERY_DOC,
     RLM_QUERY_LEAF_DOC,
     arguments,
+    check_fits,
     check_prompt,
     check_size,
     prompt_room,
@@ -49,7 +47,8 @@ from rlmagent.functions import (
 from rlmagent.sandbox.base import FunctionSpec, check_context
 from rlmagent.sandbox.protocol import shown
 from rlmagent.settings import RunSettings
-from rlmagent.tools import Tool, bind_arguments, to_json_value
+from rlmagent.toolcalls import call_tool
+from rlmagent.tools import Tool
 from rlmagent.tree import Tree
 from rlmagent.types import (
     RECORD_CHARS,
@@ -195,26 +194,9 @@ class HostFunctions:
         sub = self.settings.sub
         return sub.engine.context_window(sub.model)
 
-    def _check_fits(self, fn: str, prompt: str) -> None:
-        """Refuse, before any call, a prompt longer than the sub-model's window."""
-        window = self._window()
-        if window is None:
-            return
-        sub = self.settings.sub
-        tokens = estimate_tokens(prompt)
-        if tokens + sub.max_tokens > window:
-            room = max(1_000, (window - sub.max_tokens) * CHARS_PER_TOKEN_LOW)
-            raise ValueError(
-                f"{fn}: the prompt is about {tokens:,} tokens ({len(prompt):,} characters) "
-                f"but the sub-model {sub.model!r} has a {window:,}-token window, "
-                f"{sub.max_tokens:,} of them kept for its answer: split the text with "
-                f"chunks(text, {room:,}) and ask about each piece (llm_batch), or use "
-                "llm_filter / llm_map / llm_classify on its lines"
-            )
-
     async def query(self, prompt: str, *, batch_id: str | None = None) -> str:
-        self._check_fits("llm_query", prompt)
         sub = self.settings.sub
+        check_fits("llm_query", prompt, self._window(), sub.model, sub.max_tokens)
         _, record = self._start(prompt, sub.model, batch_id)
         try:
             completion = await self.tree.complete(
@@ -389,50 +371,8 @@ class HostFunctions:
             [lambda b, p=p, c=c: self.rlm_query(p, c, batch_id=b) for p, c in pairs]
         )
 
-    # -- tools --------------------------------------------------------------------------
-
     async def call_tool(self, tool: Tool, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-        bound = bind_arguments(tool, args, kwargs)
-        t0 = time.monotonic()
-        try:
-            result = to_json_value(await run_blocking(tool.execute, **bound))
-        except Exception as exc:
-            self.tree.publish(
-                ToolCalled(
-                    **self._ev(),
-                    name=tool.name,
-                    arguments=_kept_arguments(bound),
-                    result=None,
-                    error=record_text(f"{type(exc).__name__}: {exc}"),
-                    latency_s=time.monotonic() - t0,
-                )
-            )
-            raise
-        self.tree.publish(
-            ToolCalled(
-                **self._ev(),
-                name=tool.name,
-                arguments=_kept_arguments(bound),
-                result=str(result)[:2000],
-                latency_s=time.monotonic() - t0,
-            )
-        )
-        return result
-
-
-def _kept_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """A tool call's arguments as its event keeps them: a string, or a value whose JSON,
-    longer than ``RECORD_CHARS``, is kept as that JSON cut (``record_text``)."""
-    kept: dict[str, Any] = {}
-    for key, value in arguments.items():
-        if isinstance(value, str):
-            kept[key] = record_text(value)
-        elif value is None or isinstance(value, bool | int | float):
-            kept[key] = value
-        else:
-            text = json.dumps(value, ensure_ascii=False, default=repr)
-            kept[key] = value if len(text) <= RECORD_CHARS else record_text(text)
-    return kept
+        return await call_tool(tool, args, kwargs, self.tree.publish, self._ev())
 
 
 def _describe(exc: BaseException) -> str:

@@ -3,40 +3,33 @@
 :class:`Run` sequences the turns of one (sub-)run in a recursion tree; what a turn
 means is decided by :func:`rlmagent.turns.decide_turn`. Child runs are started through
 the ``spawn_child`` callable this module hands to :class:`~rlmagent.host.HostFunctions`.
+How a run opens is :mod:`rlmagent.opening`; its root calls (compaction first) are
+:mod:`rlmagent.rootcall`; a reply's cells are played by :mod:`rlmagent.cells`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from typing import Any, TypeVar
 
 from rlmagent import parsing, prompts
-from rlmagent.briefing import Briefing, first_message
-from rlmagent.budget import BudgetLedger, UsageMeter, estimate_prompt
-from rlmagent.checks import AnswerChecker
-from rlmagent.compaction import Compaction, Compactor
-from rlmagent.context import describe_context, summary
+from rlmagent.briefing import Briefing
+from rlmagent.budget import BudgetLedger, UsageMeter
+from rlmagent.cells import Cells, shown
+from rlmagent.checks import AnswerChecker, typed_review
+from rlmagent.compaction import Compaction
 from rlmagent.errors import BudgetExceeded, RLMError
-from rlmagent.events import (
-    CodeExecuted,
-    CodeStarted,
-    Compacted,
-    Notice,
-    RootCompletion,
-    RunEnded,
-    RunStarted,
-    TurnEnded,
-    TurnStarted,
-)
+from rlmagent.events import Notice, RunEnded, RunStarted, TurnEnded, TurnStarted
 from rlmagent.host import HostFunctions
+from rlmagent.opening import context_info, open_repl, opening_message, system_message
 from rlmagent.repl import Repl
+from rlmagent.rootcall import RootCalls
 from rlmagent.sandbox.base import Session
 from rlmagent.settings import RunSettings
 from rlmagent.tree import Tree
-from rlmagent.turns import Outcome, Turn, TurnState, decide_turn, plain_answer
+from rlmagent.turns import TurnState, decide_turn, plain_answer
 from rlmagent.typed import OutputSpec, TypedAnswer
 from rlmagent.types import AgentResult, Cell, Completion, Message, Step
 
@@ -83,8 +76,26 @@ class Run:
         self.started = time.monotonic()
         self.repl = repl if repl is not None else Repl(settings.sandbox)
         self.briefing = briefing
-        self.compactor: Compactor | None = None
-        self.compactions: list[Compaction] = []
+        self.cells = Cells(
+            tree,
+            self.repl,
+            self.functions,
+            ev=self._ev(),
+            check_answers=settings.check_answers,
+        )
+        self.root_calls = RootCalls(
+            settings,
+            tree,
+            question,
+            depth=depth,
+            meter=self.meter,
+            ev=self._ev(),
+            notice=self._notice,
+            query=self.functions.query,
+            take_calls=self.functions.take_calls,
+        )
+        self.compactions: list[Compaction] = self.root_calls.compactions
+        """The compactions made before root calls (the list ``root_calls`` appends to)."""
         self.stop_reason: str | None = None
         self.budget_limit: str | None = None
         self.isolation: str | None = None
@@ -117,10 +128,7 @@ class Run:
 
     async def run(self) -> AgentResult:
         settings = self.settings
-        if self.briefing is not None and self.briefing.contexts:  # described when added
-            info = dict(next(iter(self.briefing.contexts.values())))
-        else:
-            info = describe_context(self.context)
+        info = context_info(self.context, self.briefing)
         self.tree.publish(
             RunStarted(
                 **self._ev(),
@@ -138,7 +146,7 @@ class Run:
                     first += "\n\n" + self.typed.spec.describe()
                 self._seen.append(first)
                 messages: list[Message] = [
-                    {"role": "system", "content": self._system_message()},
+                    {"role": "system", "content": system_message(settings, self.functions)},
                     {"role": "user", "content": first},
                 ]
                 content = await self._loop(messages)
@@ -162,33 +170,16 @@ class Run:
 
     async def _open(self, info: dict[str, Any]) -> str:
         """Start (or, in a session, attach to and prepare) the REPL; the first message."""
-        repl = self.repl
-        if repl.session is None:
-            session = await repl.start(
-                self.context,
-                self.functions.handler,
-                self.functions.specs(),
-                self.settings.max_output_chars,
-            )
-        else:
-            session = repl.session
-            repl.attach(self.functions.handler)
-        self._isolation(session)
-        if self.briefing is None:
-            return prompts.render(
-                "first_user",
-                question=self.question,
-                description=summary(info),
-                preview="\n".join(info["preview"]) or "(empty)",
-            )
-        variables, lost, replaced = await repl.prepare()
-        self.briefing = dataclasses.replace(
-            self.briefing, variables=variables, lost=lost, replaced=replaced
+        session = await open_repl(
+            self.repl, self.functions, self.context, self.settings.max_output_chars
         )
-        if replaced:
-            names = ", ".join(lost) or "none"
-            self._notice(f"session: the REPL's worker was replaced; variables lost: {names}")
-        return first_message(self.question, self.briefing)
+        self._isolation(session)
+        first, briefing = await opening_message(
+            self.question, info, self.repl, self.briefing, self._notice
+        )
+        if briefing is not None:
+            self.briefing = briefing
+        return first
 
     def _isolation(self, session: Session) -> None:
         self.isolation = session.isolation
@@ -217,16 +208,6 @@ class Run:
             self.budget_limit = "seconds"
             return "budget"
         return "cancelled"
-
-    def _system_message(self) -> str:
-        if self.settings.system_prompt is not None:
-            return self.settings.system_prompt
-        return prompts.system_message(
-            self.functions.described(),
-            list(self.settings.tools.values()),
-            profile=self.settings.prompt_profile,
-            sub_calls=self.settings.sub_calls,
-        )
 
     # -- results ------------------------------------------------------------------------
 
@@ -269,150 +250,33 @@ class Run:
 
     # -- the loop -----------------------------------------------------------------------
 
-    async def _complete(
-        self, messages: list[Message], turn: int, *, final: bool = False
-    ) -> tuple[Completion, float]:
-        root = self.settings.root
-        await self._fit(messages, turn)
-        t0 = time.monotonic()
-        completion = await self.tree.complete(
-            root.engine,
-            messages,
-            model=root.model,
-            temperature=root.temperature,
-            max_tokens=root.max_tokens,
-            meter=self.meter,
-            final=final,
-        )
-        if self.compactor is not None and not completion.cached:
-            self.compactor.observe(messages, completion.usage.prompt_tokens)
-        latency = time.monotonic() - t0
-        self.tree.publish(
-            RootCompletion(**self._ev(), turn=turn, completion=completion, latency_s=latency)
-        )
-        return completion, latency
-
-    async def _fit(self, messages: list[Message], turn: int) -> None:
-        """Compact the older turns when the prompt would not fit the root's window."""
-        if self.compactor is None:
-            root = self.settings.root
-            window = root.engine.context_window(root.model)
-            if window is None:
-                return
-            summarise = self._summarise if self.settings.sub_calls else None
-            self.compactor = Compactor(window, root.max_tokens, self.question, summarise)
-        done = await self.compactor.fit(messages)
-        if done is not None:
-            self.compactions.append(done)
-            self.tree.publish(
-                Compacted(
-                    **self._ev(),
-                    turn=turn,
-                    shrunk=done.shrunk,
-                    folded=done.folded,
-                    summary=done.summary,
-                    tokens_before=done.tokens_before,
-                    tokens_after=done.tokens_after,
-                    window=self.compactor.window,
-                    note=done.note,
-                )
-            )
-            self._notice(f"compaction before turn {turn}: {done.note}")  # console, viewer
-
-    async def _summarise(self, prompt: str) -> str | None:
-        """The compaction's one sub-call; None when it cannot be made (it is dropped)."""
-        try:
-            return await self.functions.query(prompt)
-        except Exception as exc:  # budget, engine, window: the turns are dropped instead
-            self._notice(f"compaction: no summary ({type(exc).__name__}: {exc})")
-            return None
-        finally:
-            self.functions.take_calls()  # the summary's sub-call is no cell's
-
-    async def _execute(self, turn: int, index: int, code: str) -> Cell:
-        self.tree.publish(CodeStarted(**self._ev(), turn=turn, cell=index, code=code))
-        self.functions.take_calls()
-        self.functions.take_notes()
-        result = await self.repl.execute(code)
-        notes = self.functions.take_notes()
-        if notes:  # what the operators could not do, where the model reads its output
-            text = result.output
-            if text and not text.endswith("\n"):
-                text += "\n"
-            result = dataclasses.replace(result, output=text + "\n".join(notes))
-        cell = Cell(code=code, result=result, sub_calls=self.functions.take_calls())
-        self.tree.publish(
-            CodeExecuted(**self._ev(), turn=turn, cell=index, code=code, result=result)
-        )
-        return cell
-
-    def _hold_final(self, messages: list[Message]) -> None:
-        """At the root, keep budget back for a final answer on the current prompt."""
-        ledger = self.tree.ledger
-        if ledger is not None and self.depth == 0:
-            root = self.settings.root
-            ledger.hold_for_final(
-                estimate_prompt(messages),
-                root.max_tokens,
-                self.tree.price(root.engine, root.model),
-            )
-
-    async def _play(self, turn: int, completion: Completion) -> Turn:
-        """Run a reply's code blocks (up to the first FINAL) and look up a prose FINAL_VAR."""
-        reply = completion.content
-        marker = parsing.find_final(reply)
-        if marker is not None and marker.kind == "value":
-            self.best_answer = marker.text  # the partial answer if the cells never end
-        if completion.finish_reason == "length" and parsing.has_unclosed_block(reply):
-            return Turn(reply, cut=True, marker=marker)
-        blocks = parsing.code_blocks(reply)
-        cells: list[Cell] = []
-        for index, code in enumerate(blocks, 1):
-            cell = await self._execute(turn, index, code)
-            cells.append(cell)
-            if cell.result.final is not None:
-                break
-        own = len(cells)
-        literal = (
-            self.settings.check_answers
-            and bool(cells)
-            and cells[-1].result.final is not None
-            and parsing.final_is_literal(cells[-1].code)
-        )
-        marker_value = await self._resolve(marker, turn, cells)
-        return Turn(
-            reply,
-            has_code=bool(blocks),
-            cells=tuple(cells),
-            marker=marker,
-            marker_value=marker_value,
-            code_cells=own,
-            literal_final=literal,
-        )
-
     async def _loop(self, messages: list[Message]) -> str:
         ledger = self.tree.ledger
         state = TurnState()
         for turn in range(1, self.settings.max_turns + 1):
             if ledger is not None and ledger.exhausted is not None:
                 return await self._budget_turn(messages, turn, ledger.exhausted)
-            self._hold_final(messages)
+            self.root_calls.hold_final(messages)
             self.tree.publish(TurnStarted(**self._ev(), turn=turn))
             try:
-                completion, latency = await self._complete(messages, turn)
+                completion, latency = await self.root_calls.complete(messages, turn)
             except BudgetExceeded as exc:
                 return await self._budget_turn(messages, turn, exc.limit_name, started=True)
-            played = await self._play(turn, completion)
+            marker = parsing.find_final(completion.content)
+            if marker is not None and marker.kind == "value":
+                self.best_answer = marker.text  # the partial answer if the cells never end
+            played = await self.cells.play(turn, completion, marker)
             seen = "\n".join(self._seen) if self.settings.check_answers else None
             outcome = decide_turn(played, state, question=self.question, seen=seen)
             if outcome.final is not None and self.typed is not None:
-                outcome = self._typed_review(outcome)
+                self.best_answer = outcome.final  # the partial answer if it is given up
+                outcome = typed_review(self.typed, outcome, self.question)
             if outcome.final is not None and self.settings.check_answers:
                 try:
                     outcome = await self.checker.review(outcome, "\n\n".join(self._seen[1:]))
                 finally:
                     self.functions.take_calls()  # the check's sub-call is no cell's
-            self._seen.extend(_shown(c) for c in played.cells)
+            self._seen.extend(shown(c) for c in played.cells)
             state = outcome.state
             if outcome.candidate is not None:
                 self.best_answer = outcome.candidate
@@ -461,18 +325,6 @@ class Run:
         )
         self.tree.publish(TurnEnded(**self._ev(), turn=turn, observation=observation))
 
-    async def _resolve(
-        self, marker: parsing.FinalMarker | None, turn: int, cells: list[Cell]
-    ) -> str | None:
-        """The value of a FINAL written in prose (FINAL_VAR is looked up in the REPL)."""
-        if marker is None:
-            return None
-        if marker.kind == "value":
-            return marker.text
-        cell = await self._execute(turn, len(cells) + 1, f"FINAL_VAR({marker.text!r})")
-        cells.append(cell)
-        return cell.result.final
-
     async def _budget_turn(
         self, messages: list[Message], turn: int, limit: str, *, started: bool = False
     ) -> str:
@@ -502,37 +354,22 @@ class Run:
             self.tree.publish(TurnStarted(**self._ev(), turn=turn))
         try:
             # only the root may use the room the budget keeps for its final answer
-            completion, latency = await self._complete(messages, turn, final=self.depth == 0)
+            completion, latency = await self.root_calls.complete(
+                messages, turn, final=self.depth == 0
+            )
         except BudgetExceeded as exc:
             raise self.budget_error(exc) from None
         # our own words are no answer: not even the "FINAL(answer)" of the prompt, echoed
         reply = prompts.without_echo(completion.content, messages[-1]["content"])
         marker = parsing.find_final(reply)
         cells: list[Cell] = []
-        answer = await self._resolve(marker, turn, cells)
+        answer = await self.cells.resolve(marker, turn, cells)
         if answer is None:
             answer = plain_answer(reply)
         self._step(turn, completion, latency, tuple(cells), "")
         if self.typed is not None:  # no turn is left to correct it: OutputTypeError
             self.typed.accept(answer)
         return answer
-
-    # -- typed answers (typed.py) -------------------------------------------------------
-
-    def _typed_review(self, outcome: Outcome) -> Outcome:
-        """``outcome`` if its final answer has the output type, else the correction."""
-        assert self.typed is not None and outcome.final is not None
-        self.best_answer = outcome.final  # the partial answer if it is given up
-        correction = self.typed.review(outcome.final)
-        if correction is None:
-            return outcome
-        return dataclasses.replace(
-            outcome,
-            final=None,
-            stop_reason=None,
-            observation=correction + "\n\nQuestion: " + self.question,
-            state=dataclasses.replace(outcome.state, last_final=None),
-        )
 
 
 async def run_with_deadline(run: Run, ledger: BudgetLedger) -> AgentResult:
@@ -551,8 +388,3 @@ async def run_with_deadline(run: Run, ledger: BudgetLedger) -> AgentResult:
         )
         error.partial = run.partial
         raise error from None
-
-
-def _shown(cell: Cell) -> str:
-    """What the model saw of a cell: its output and error."""
-    return "\n".join(t for t in (cell.result.output, cell.result.error or "") if t)
