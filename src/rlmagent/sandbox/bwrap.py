@@ -42,20 +42,11 @@ from typing import Any
 from rlmagent.errors import SandboxError
 from rlmagent.sandbox.base import Limits
 from rlmagent.sandbox.kernel import Expected
-from rlmagent.sandbox.process import (
-    DEFAULT_WORKER,
-    EXIT_WAIT_S,
-    SAFE_PATH,
-    Worker,
-    children,
-    clean_env,
-    signal_name,
-    spawn,
-    tree,
-    worker_command,
-)
+from rlmagent.sandbox.process import EXIT_WAIT_S, Worker
+from rlmagent.sandbox.proctree import children, signal_name, tree
 from rlmagent.sandbox.seccomp import build_filter
-from rlmagent.sandbox.staging import worker_files
+from rlmagent.sandbox.spawn import SAFE_PATH, clean_env, spawn
+from rlmagent.sandbox.staging import DEFAULT_WORKER, worker_command, worker_files
 
 SANDBOX_UID = 65534
 """Host uid (and gid) that runs model code when the host is root: ``nobody``."""

@@ -38,17 +38,11 @@ from rlmagent.sandbox.base import Limits
 from rlmagent.sandbox.bwrap import OPTIONAL_FILES, ROOT_LINKS, SANDBOX_UID, python_paths
 from rlmagent.sandbox.kernel import Expected
 from rlmagent.sandbox.landlock import abi_version, rights
-from rlmagent.sandbox.process import (
-    DEFAULT_WORKER,
-    ProcessWorker,
-    Worker,
-    clean_env,
-    spawn,
-    staged_worker,
-    user_tasks,
-    worker_command,
-)
+from rlmagent.sandbox.process import ProcessWorker, Worker
+from rlmagent.sandbox.proctree import user_tasks
 from rlmagent.sandbox.seccomp import build_filter
+from rlmagent.sandbox.spawn import clean_env, spawn
+from rlmagent.sandbox.staging import DEFAULT_WORKER, staged_worker, worker_command
 
 LAUNCHER = Path(__file__).with_name("landlock.py")
 READ_DEVICES = ("/dev/zero", "/dev/urandom", "/dev/random")

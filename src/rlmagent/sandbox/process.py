@@ -13,34 +13,42 @@ init), the seccomp filter denies ``CLONE_PARENT`` (a sibling would be the host's
 and the host stops every process of the tree until none is left running (so no helper
 can ``SIGCONT`` the others), then kills them all before the worker itself.
 
-The channel is a pair of Unix socket pairs, not pipes: a socket cannot be opened through
-``/proc/<pid>/fd/N``, so model code of one worker that can see the host's descriptors
-(the plain tier) cannot write frames into another session's channel.
+How a worker is started (the channel of Unix socket pairs, the clean environment) is in
+:mod:`rlmagent.sandbox.spawn`; the process-tree helpers (listing, stopping, killing,
+rlimits) in :mod:`rlmagent.sandbox.proctree`. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from rlmagent.errors import SandboxError
 from rlmagent.sandbox.base import Limits
 from rlmagent.sandbox.cgroups import Cgroup
 from rlmagent.sandbox.channel import Channel
 from rlmagent.sandbox.kernel import Expected, verify
+from rlmagent.sandbox.proctree import (  # noqa: F401 - the tree helpers re-exported
+    KILL_ROUNDS,
+    children,
+    cpu_seconds,
+    descendants,
+    kill_tree,
+    set_limit,
+    signal_name,
+    stop_tree,
+    tree,
+    user_tasks,
+    wait_gone,
+)
 from rlmagent.sandbox.seccomp import build_filter
+from rlmagent.sandbox.spawn import SAFE_PATH, clean_env, spawn  # noqa: F401 - re-exported
 from rlmagent.sandbox.staging import (  # noqa: F401 - LAUNCH re-exported
     DEFAULT_WORKER,
     LAUNCH,
@@ -53,131 +61,10 @@ try:
 except ImportError:  # pragma: no cover - not on Linux/macOS
     resource = None  # type: ignore[assignment]
 
-T = TypeVar("T")
-KILL_ROUNDS = 50
-"""Passes over the worker's descendants when killing (a fork bomb respawns between)."""
 EXIT_WAIT_S = 5.0
 CPU_GRACE_S = 1
 """After the per-cell CPU limit sends SIGXCPU, seconds more until SIGKILL."""
 STDERR_KEPT = 4000
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def clean_env(home: str) -> dict[str, str]:
-    """The whole environment of a worker: nothing inherited from the host."""
-    return {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": home, "TMPDIR": home}
-
-
-def signal_name(status: int) -> str:
-    try:
-        return signal.Signals(status).name
-    except ValueError:
-        return f"signal {status}"
-
-
-def _process_table() -> dict[int, int]:
-    """``{pid: parent pid}`` of every visible live process (zombies left out)."""
-    table: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-            fields = stat.rsplit(b")", 1)[1].split()
-            if fields[0] not in (b"Z", b"X"):
-                table[int(entry.name)] = int(fields[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return table
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid``: the kernel's per-thread lists, else a ``/proc`` scan."""
-    try:
-        found: list[int] = []
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found += [int(child) for child in f.read().split()]
-        return found
-    except (OSError, ValueError):
-        return [child for child, parent in _process_table().items() if parent == pid]
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` in the process tree (Linux ``/proc``)."""
-    if not os.path.isdir("/proc"):
-        return []
-    children: dict[int, list[int]] = {}
-    for child, parent in _process_table().items():
-        children.setdefault(parent, []).append(child)
-    found: list[int] = []
-    todo = list(children.get(pid, ()))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, ()))
-    return found
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and every live process below it, by the kernel's per-thread child lists.
-
-    Cheaper than :func:`descendants` (a few small reads instead of all of ``/proc``), for
-    measuring; killing keeps the full snapshot, which leaves zombies out.
-    """
-    if not os.path.isdir("/proc"):
-        return [pid]
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children(current))
-    return found
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL every descendant of ``pid``, round after round until none is left."""
-    for _ in range(KILL_ROUNDS):
-        found = descendants(pid)
-        if not found:
-            return
-        for child in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(child, signal.SIGKILL)
-
-
-def cpu_seconds(pid: int) -> int:
-    """CPU time (user + system) used so far by process ``pid``, rounded up to seconds."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return -(-(int(fields[11]) + int(fields[12])) // CLOCK_TICKS)
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def set_limit(pid: int, name: str, soft: int, hard: int | None = None) -> None:
-    """Set one rlimit of another process (Linux ``prlimit``); ignore what cannot be set."""
-    if resource is None or not hasattr(resource, "prlimit") or not hasattr(resource, name):
-        return
-    # If the worker already exited, the next read reports it.
-    with contextlib.suppress(OSError, ValueError):
-        resource.prlimit(pid, getattr(resource, name), (soft, soft if hard is None else hard))
-
-
-def user_tasks(uid: int) -> int:
-    """Processes and threads of ``uid`` now (what ``RLIMIT_NPROC`` counts for it)."""
-    count = 0
-    for entry in os.scandir("/proc"):
-        try:
-            if entry.name.isdigit() and entry.stat().st_uid == uid:
-                count += len(os.listdir(f"/proc/{entry.name}/task"))
-        except OSError:
-            continue
-    return count
 
 
 class Worker:
@@ -332,118 +219,6 @@ class ProcessWorker(Worker):
             self.cgroup.remove()
 
 
-def _state(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return b"X"
-
-
-def stop_tree(pid: int) -> None:
-    """SIGSTOP ``pid`` and every descendant, round after round, until one round finds
-    every one of them stopped (or gone): none is left that could fork or ``SIGCONT``
-    another while they are killed."""
-    for _ in range(KILL_ROUNDS):
-        found = [pid, *descendants(pid)]
-        for child in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(child, signal.SIGSTOP)
-        if all(_state(child) in (b"T", b"t", b"Z", b"X") for child in found) and set(found) == {
-            pid,
-            *descendants(pid),
-        }:
-            return
-
-
-class _Spawner:
-    """One long-lived thread that starts every worker process.
-
-    "Dies with its parent" (``PR_SET_PDEATHSIG``, bubblewrap's ``--die-with-parent``)
-    follows the *thread* that started a process: started from a pooled thread that later
-    exits, a sandbox would be killed mid-run. Started from this thread, which lives as
-    long as the host process, it dies with the host and only then.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def call(self, fn: Callable[[], T]) -> T:
-        if threading.current_thread() is self._thread:
-            return fn()
-        future: Future[T] = Future()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="rlmagent-sandbox-spawner", daemon=True
-                )
-                self._thread.start()
-            self._jobs.put((fn, future))
-        return future.result()
-
-    def _run(self) -> None:
-        while True:
-            fn, future = self._jobs.get()
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # handed to the caller
-                future.set_exception(exc)
-
-
-_SPAWNER = _Spawner()
-
-
-def spawn(
-    argv: list[str],
-    *,
-    cwd: str | Path,
-    env: dict[str, str],
-    pass_fds: tuple[int, ...] = (),
-) -> tuple[subprocess.Popen[bytes], Channel, IO[bytes]]:
-    """Start ``argv`` with a fresh frame channel on its stdin/stdout.
-
-    The umask is fixed so that directories bubblewrap creates (parents of the bound
-    Python installation) can be traversed by the unprivileged sandbox user.
-    """
-    to_worker_r, to_worker_w = _socket_pair()
-    from_worker_r, from_worker_w = _socket_pair()
-    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the worker's life
-    try:
-        proc = _SPAWNER.call(
-            lambda: subprocess.Popen(
-                argv,
-                stdin=to_worker_r,
-                stdout=from_worker_w,
-                stderr=stderr,
-                cwd=cwd,
-                env=env,
-                pass_fds=pass_fds,
-                start_new_session=True,
-                close_fds=True,
-                umask=0o022,
-            )
-        )
-    except BaseException:
-        for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
-            os.close(fd)
-        stderr.close()
-        raise
-    os.close(to_worker_r)
-    os.close(from_worker_w)
-    return proc, Channel(from_worker_r, to_worker_w), stderr
-
-
-def _socket_pair() -> tuple[int, int]:
-    """Descriptors of a connected pair: the first end reads, the second writes."""
-    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    with contextlib.suppress(OSError):
-        reader.shutdown(socket.SHUT_WR)
-        writer.shutdown(socket.SHUT_RD)
-    return reader.detach(), writer.detach()
-
-
 class ProcessLauncher:
     """The plain tier: the worker as a child process with rlimits and a clean env."""
 
@@ -470,17 +245,3 @@ class ProcessLauncher:
                 worker.expected = Expected(seccomp=True, no_new_privs=True)
         worker.init = {"harden": harden}
         return worker
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    """Wait until ``pid`` is gone or a zombie; True if it is."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                if f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
-                    return True
-        except (OSError, IndexError):
-            return True
-        time.sleep(0.005)
-    return False
