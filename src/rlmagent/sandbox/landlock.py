@@ -123,7 +123,9 @@ def restrict(rules: list[tuple[int, str]], abi: int) -> None:
     """Restrict this process (and what it starts) to ``rules`` (``(access, path)``):
     every file-system right of ``abi`` is handled, no TCP port is allowed, and from
     ABI 6 signals and abstract unix sockets stay inside the domain."""
-    ctypes, libc = _libc()
+    import ctypes  # here, not at the top: the host imports this module too
+
+    _, libc = _libc()
     syscall = libc.syscall
     syscall.restype = ctypes.c_long
     fs, net, scoped = rights(abi)
