@@ -22,11 +22,18 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 
 import pytest
 
 from leaks import no_leaked_workers  # noqa: F401 (autouse: see tests/leaks.py)
+
+# A suite started in the background of a non-interactive shell (`cmd &`, nohup, some CI
+# runners) inherits SIGINT ignored, and every process it starts would too: the Ctrl-C
+# tests (in this process and in children) need it delivered, as on a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REQUIRE_BWRAP = os.environ.get("RLMAGENT_REQUIRE_BWRAP", "") not in ("", "0")
 REQUIRE_LANDLOCK = os.environ.get("RLMAGENT_REQUIRE_LANDLOCK", "") not in ("", "0")

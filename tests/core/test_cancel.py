@@ -121,6 +121,7 @@ def test_ctrl_c_in_the_cli_prints_the_partial_answer_and_leaves_no_process(tmp_p
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reaped and its pipes closed: nothing left for a later test
     assert proc.returncode == 130, err
     assert out == "guess 7\n"
     assert "interrupted" in err
