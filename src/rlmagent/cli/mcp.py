@@ -6,8 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from rlmagent.cli.serve import add_server_options, bind, build_backend, check_server_args
-from rlmagent.errors import RLMError, UsageError
+from rlmagent.cli.serve import (
+    add_server_options,
+    bind,
+    build_backend,
+    check_server_args,
+    run_server,
+)
+from rlmagent.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,19 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    try:
-        return _serve(args)
-    except UsageError as exc:
-        print(f"rlm: error: {exc}", file=sys.stderr)
-        return 2
-    except RLMError as exc:
-        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:
-        print(
-            f"rlm mcp needs the 'mcp' extra: pip install 'rlmagent[mcp]' ({exc})", file=sys.stderr
-        )
-        return 1
+    return run_server("mcp", "mcp", _serve, args)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rlmagent.cli.common import add_engine_options
@@ -114,9 +115,13 @@ def build_backend(args: argparse.Namespace) -> Any:
     )
 
 
-def handle(args: argparse.Namespace) -> int:
+def run_server(
+    command: str, extra: str, serve: Callable[[argparse.Namespace], int], args: argparse.Namespace
+) -> int:
+    """Run ``serve(args)`` with the exit codes of ``rlm run``: 2 for a usage error, 1 for
+    any other rlmagent error or a missing ``extra`` (named as this copy was installed)."""
     try:
-        return _serve(args)
+        return serve(args)
     except UsageError as exc:
         print(f"rlm: error: {exc}", file=sys.stderr)
         return 2
@@ -124,11 +129,17 @@ def handle(args: argparse.Namespace) -> int:
         print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:
+        from rlmagent.extras import install_hint
+
         print(
-            f"rlm serve needs the 'serve' extra: pip install 'rlmagent[serve]' ({exc})",
+            f"rlm {command} needs the '{extra}' extra: {install_hint(extra)} ({exc})",
             file=sys.stderr,
         )
         return 1
+
+
+def handle(args: argparse.Namespace) -> int:
+    return run_server("serve", "serve", _serve, args)
 
 
 def _serve(args: argparse.Namespace) -> int:
