@@ -40,8 +40,10 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
+        from rlmagent.extras import install_hint
+
         raise EngineNotAvailable(
-            'the Ray executor needs Ray: pip install "rlmagent[ray]"', provider="ray", model=""
+            f"the Ray executor needs Ray: {install_hint('ray')}", provider="ray", model=""
         ) from exc
     return ray
 

@@ -249,7 +249,9 @@ async def bm25(item: BenchItem, models: Models, config: MethodConfig) -> MethodO
     try:
         from rank_bm25 import BM25Okapi
     except ImportError as exc:
-        raise UsageError('the bm25 method needs rank-bm25: pip install "rlmagent[bench]"') from exc
+        from rlmagent.extras import install_hint
+
+        raise UsageError(f"the bm25 method needs rank-bm25: {install_hint('bench')}") from exc
     passages = split_passages(item.context, config.passage_tokens * 4) or [item.context]
     ranker = BM25Okapi([_words(p) for p in passages])
     scores = ranker.get_scores(_words(item.question))

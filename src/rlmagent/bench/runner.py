@@ -182,9 +182,9 @@ async def arun_bench(
         try:
             import rank_bm25  # noqa: F401
         except ImportError:
-            raise UsageError(
-                'the bm25 method needs rank-bm25: pip install "rlmagent[bench]"'
-            ) from None
+            from rlmagent.extras import install_hint
+
+            raise UsageError(f"the bm25 method needs rank-bm25: {install_hint('bench')}") from None
     done_keys = finished_keys(read_results(out)) if out is not None else set()
     jobs: list[tuple[BenchItem, str]] = []
     skipped = 0
