@@ -49,6 +49,21 @@ def profile_for(engine: Engine) -> str:
     return "small" if engine.provider == "local" else "capable"
 
 
+def root_temperature_for(engine: Engine) -> float:
+    """The root's temperature where none is given: the embedded model's, or the default."""
+    return LOCAL_ROOT_TEMPERATURE if engine.provider == "local" else DEFAULT_TEMPERATURE
+
+
+def sub_temperature_for(engine: Engine) -> float:
+    """The sub-calls' temperature where none is given, by the sub-engine."""
+    return LOCAL_SUB_TEMPERATURE if engine.provider == "local" else DEFAULT_SUB_TEMPERATURE
+
+
+def root_max_tokens_for(engine: Engine) -> int:
+    """The root's reply tokens where none are given (the small root's replies are short)."""
+    return LOCAL_ROOT_MAX_TOKENS if engine.provider == "local" else DEFAULT_MAX_TOKENS
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     """One model role: which engine and model, and how it samples."""

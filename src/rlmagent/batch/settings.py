@@ -17,14 +17,11 @@ from rlmagent.errors import UsageError
 from rlmagent.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_TOKENS,
     DEFAULT_MAX_TURNS,
     DEFAULT_SUB_MAX_TOKENS,
-    DEFAULT_SUB_TEMPERATURE,
-    DEFAULT_TEMPERATURE,
-    LOCAL_ROOT_MAX_TOKENS,
-    LOCAL_ROOT_TEMPERATURE,
-    LOCAL_SUB_TEMPERATURE,
+    root_max_tokens_for,
+    root_temperature_for,
+    sub_temperature_for,
 )
 
 
@@ -112,15 +109,13 @@ def build_agent(settings: BatchSettings, *, budget: Any = None, bus: Any = None)
     from rlmagent.agent import RLMAgent
 
     engine, sub_engine = engines_for(settings)
-    local = engine.provider == "local"
     temperature = settings.temperature
     if temperature is None:
-        temperature = LOCAL_ROOT_TEMPERATURE if local else DEFAULT_TEMPERATURE
+        temperature = root_temperature_for(engine)
     sub_temperature = settings.sub_temperature
     if sub_temperature is None:
-        sub_local = sub_engine.provider == "local"
-        sub_temperature = LOCAL_SUB_TEMPERATURE if sub_local else DEFAULT_SUB_TEMPERATURE
-    max_tokens = settings.max_tokens or (LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_MAX_TOKENS)
+        sub_temperature = sub_temperature_for(sub_engine)
+    max_tokens = settings.max_tokens or root_max_tokens_for(engine)
     return RLMAgent(
         engine,
         engine.model,

@@ -294,12 +294,7 @@ def handle_run(args: argparse.Namespace) -> int:
         summarize,
     )
     from rlmagent.bench.methods import default_window
-    from rlmagent.settings import (
-        DEFAULT_MAX_TOKENS,
-        DEFAULT_SUB_TEMPERATURE,
-        LOCAL_ROOT_MAX_TOKENS,
-        LOCAL_SUB_TEMPERATURE,
-    )
+    from rlmagent.settings import root_max_tokens_for, sub_temperature_for
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -316,12 +311,10 @@ def handle_run(args: argparse.Namespace) -> int:
         from rlmagent.sandbox import InProcessSandbox
 
         sandbox = InProcessSandbox
-    local = models.engine.provider == "local"
-    sub_local = (models.sub_engine or models.engine).provider == "local"
     config = MethodConfig(
         window=window,
-        rlm_max_tokens=LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_MAX_TOKENS,
-        sub_temperature=LOCAL_SUB_TEMPERATURE if sub_local else DEFAULT_SUB_TEMPERATURE,
+        rlm_max_tokens=root_max_tokens_for(models.engine),
+        sub_temperature=sub_temperature_for(models.sub_engine or models.engine),
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         max_turns=args.max_turns,

@@ -23,9 +23,10 @@ from rlmagent.settings import (
     DEFAULT_SUB_TEMPERATURE,
     DEFAULT_TEMPERATURE,
     LOCAL_ROOT_MAX_TOKENS,
-    LOCAL_ROOT_TEMPERATURE,
-    LOCAL_SUB_TEMPERATURE,
     PROMPT_PROFILES,
+    root_max_tokens_for,
+    root_temperature_for,
+    sub_temperature_for,
 )
 from rlmagent.types import AgentResult, to_dict
 
@@ -161,16 +162,13 @@ def build_agent(args: argparse.Namespace, bus: EventBus) -> RLMAgent:
     # A separate engine object for sub-calls: for the local model it keeps the root's
     # prompt cache warm (FACTS.md); for servers a second client costs nothing.
     sub_engine = get_engine(sub_spec, **options)
-    local = engine.provider == "local"
     temperature = args.temperature
     if temperature is None:
-        temperature = LOCAL_ROOT_TEMPERATURE if local else DEFAULT_TEMPERATURE
+        temperature = root_temperature_for(engine)
     sub_temperature = args.sub_temperature
     if sub_temperature is None:
-        sub_temperature = (
-            LOCAL_SUB_TEMPERATURE if sub_engine.provider == "local" else DEFAULT_SUB_TEMPERATURE
-        )
-    reply_tokens = args.reply_tokens or (LOCAL_ROOT_MAX_TOKENS if local else DEFAULT_MAX_TOKENS)
+        sub_temperature = sub_temperature_for(sub_engine)
+    reply_tokens = args.reply_tokens or root_max_tokens_for(engine)
     agent = RLMAgent(
         engine,
         engine.model,
