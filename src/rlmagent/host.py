@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from rlmagent import sourcing
 from rlmagent.budget import UsageMeter
 from rlmagent.events import (
     BatchEnded,
@@ -90,8 +91,13 @@ class HostFunctions:
         parent_id: str | None,
         meter: UsageMeter,
         spawn_child: SpawnChild,
+        context: Any = None,
     ) -> None:
+        """``context``: the run's context, to tell a ``llm_query`` / ``llm_batch``
+        prompt that holds none of it (:mod:`rlmagent.sourcing`)."""
         self.settings = settings
+        self.context = context
+        self._context_text: str | bool | None = False  # False: not read yet
         self.tree = tree
         self.run_id = run_id
         self.depth = depth
@@ -171,11 +177,15 @@ class HostFunctions:
 
     async def dispatch(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if self.settings.sub_calls and name == "llm_query":
-            prompt = arguments("llm_query", ("prompt",), args, kwargs)[0]
-            return await self.query(check_prompt("llm_query", prompt))
+            prompt = check_prompt("llm_query", arguments("llm_query", ("prompt",), args, kwargs)[0])
+            answer = await self.query(prompt)
+            self._note_blind("llm_query", [prompt])
+            return answer
         if self.settings.sub_calls and name == "llm_batch":
             prompts = arguments("llm_batch", ("prompts",), args, kwargs)[0]
-            return await self.batch(prompts)
+            answers = await self.batch(prompts)
+            self._note_blind("llm_batch", prompts)
+            return answers
         if self.settings.sub_calls and name in OPERATORS:
             return await self.operator(name, args, kwargs)
         if self.settings.sub_calls and name == "rlm_query":
@@ -189,6 +199,15 @@ class HostFunctions:
         raise NameError(f"no host function named {shown(name)}")
 
     # -- sub-calls ----------------------------------------------------------------------
+
+    def _note_blind(self, fn: str, prompts: Sequence[str]) -> None:
+        """Say in the cell's output when sub-call prompts hold none of the context."""
+        if self._context_text is False:
+            self._context_text = sourcing.context_text(self.context)
+        blind = sourcing.blind_prompts(prompts, self._context_text or None)
+        if blind:
+            looked_at = min(len(prompts), sourcing.MAX_PROMPTS)
+            self._notes.append(sourcing.blind_note(fn, blind, looked_at))
 
     def _window(self) -> int | None:
         sub = self.settings.sub

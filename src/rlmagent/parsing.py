@@ -116,8 +116,9 @@ def find_final(text: str) -> FinalMarker | None:
     return found
 
 
-def for_history(text: str) -> str:
-    """The reply as kept in the conversation: its opening prose and its code blocks.
+def for_history(text: str, blocks: int | None = None) -> str:
+    """The reply as kept in the conversation: its opening prose and its code blocks (the
+    first ``blocks`` of them; None: all).
 
     Small models often follow a block with an invented ``Output: ...`` and then believe
     it over the real output, which comes in the next message; so text between and after
@@ -126,7 +127,8 @@ def for_history(text: str) -> str:
     spans = _code_fences(text)
     if not spans:
         return text
-    return text[: spans[0].start()] + "\n".join(m.group(0) for m in spans)
+    kept = spans if blocks is None else spans[: max(blocks, 1)]
+    return text[: spans[0].start()] + "\n".join(m.group(0) for m in kept)
 
 
 def final_is_literal(code: str) -> bool:

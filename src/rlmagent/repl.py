@@ -43,7 +43,7 @@ MAX_VARIABLES = 500
 """User variables a listing reports (the first message shows fewer)."""
 MAX_NAME_CHARS = 100
 SCAFFOLD = frozenset(
-    {"context", "contexts", "history", "FINAL", "FINAL_VAR", "SHOW_VARS", "chunks"}
+    {"context", "contexts", "history", "FINAL", "FINAL_VAR", "SHOW_VARS", "chunks", "search"}
     | {"HostCallError"}
 )
 """Names of the REPL that are not the model's variables."""

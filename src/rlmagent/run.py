@@ -71,6 +71,7 @@ class Run:
             parent_id=parent_id,
             meter=self.meter,
             spawn_child=self._spawn_child,
+            context=context,
         )
         self.steps: list[Step] = []
         self.started = time.monotonic()
@@ -82,6 +83,7 @@ class Run:
             self.functions,
             ev=self._ev(),
             check_answers=settings.check_answers,
+            stop_at_output=settings.prompt_profile == "small",
         )
         self.root_calls = RootCalls(
             settings,
@@ -287,7 +289,8 @@ class Run:
             if outcome.final is not None:
                 self.stop_reason = outcome.stop_reason
                 return outcome.final
-            messages.append({"role": "assistant", "content": parsing.for_history(played.reply)})
+            kept = parsing.for_history(played.reply, played.code_cells if played.skipped else None)
+            messages.append({"role": "assistant", "content": kept})
             messages.append({"role": "user", "content": observation})
             if outcome.stalled:  # the same cells again and again: ask for the answer now
                 self.stop_reason = "stalled"

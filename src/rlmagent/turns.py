@@ -7,6 +7,9 @@ observation to send back. No I/O here: the rules are tested on their own.
 The rules, learned on small roots (``../shared/FACTS.md``):
 
 - A reply cut inside a code block runs nothing and is asked again, shorter.
+- With ``stop_at_output`` (the small profile), a reply's blocks after the first one that
+  showed output are not run: small roots write a search, an invented output and the
+  next step on that invention in one reply. The observation says how many were left.
 - A FINAL in a cell ends the run, unless earlier cells of the same reply printed
   something the model could not have read yet: then it is shown that output and asked
   to confirm (the same value again confirms).
@@ -77,6 +80,8 @@ class Turn:
     """How many of ``cells`` are the reply's own code blocks (the rest: a FINAL_VAR lookup)."""
     literal_final: bool = False
     """Whether the FINAL of the last code cell was written as a constant (``FINAL("7")``)."""
+    skipped: int = 0
+    """The reply's blocks not run: they came after a block that showed output."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +178,8 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
     if final is not None:
         return Outcome(next_state, final, reason, candidate=candidate)
     observation = prompts.observation(turn.cells, question)
+    if turn.skipped:
+        observation += "\n\n" + prompts.render("skipped", count=turn.skipped)
     if unseen is not None:
         observation += "\n\n" + prompts.render("unseen", value=unseen)
     elif repeated:

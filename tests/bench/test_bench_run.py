@@ -377,3 +377,17 @@ def test_a_budget_caps_each_rlm_item() -> None:
     assert [r.usage["calls"] for r in results] == [3, 3]
     assert {r.detail["stop_reason"] for r in results} == {"budget"}
     assert [r.score for r in results] == [0.0, 0.0]
+
+
+def test_trace_dir_keeps_each_rlm_items_trajectory(tmp_path: Path) -> None:
+    from rlmagent.trace import load_trajectory
+
+    config = MethodConfig(window=4096, max_tokens=256, trace_dir=str(tmp_path / "traces"))
+    items = generate_items("sniah", SMALL, 2, seed=1)
+    results = run_bench(items, ["rlm", "direct"], _models(), config=config)
+    rlm = [r for r in results if r.method == "rlm"]
+    files = sorted(p.name for p in (tmp_path / "traces").iterdir())
+    assert files == sorted(f"{i.item_id}-rlm.jsonl" for i in items)  # none for direct
+    for result in rlm:
+        (run,) = load_trajectory(tmp_path / "traces" / f"{result.item_id}-rlm.jsonl").runs
+        assert run.question and run.answer == result.answer

@@ -43,7 +43,7 @@ def test_every_combination_renders(profile, tools, depth, budget, sub_calls) -> 
     for name in ("llm_query", "llm_batch", "llm_filter", "llm_map", "llm_classify"):
         assert (f"`{name}(" in text) is sub_calls
     assert ("`rlm_query(" in text) is (sub_calls and depth > 1)
-    assert ("Example 2, counting lines by category" in text) is (profile == "small" and sub_calls)
+    assert ("Example 3, counting lines by category" in text) is (profile == "small" and sub_calls)
     assert ("Probe the structure first" in text) is (profile == "capable")
     assert ("Where meaning matters" in text) is (profile == "capable" and sub_calls)
 

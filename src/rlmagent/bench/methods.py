@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rlmagent.bench.items import BenchItem
@@ -87,10 +88,12 @@ class MethodConfig:
     answer (and notes) length of the baselines. ``max_turns``, ``rlm_max_tokens`` and
     ``max_concurrency`` go to :class:`~rlmagent.RLMAgent`; ``sandbox`` builds its
     sandbox (None: the agent's default, a subprocess); ``budget`` caps each RLM item
-    (a :class:`~rlmagent.budget.Budget`; None: no cap). ``overflow_check`` decides when
-    ``direct`` is a context overflow: ``"estimate"`` (no call when the estimated prompt
-    plus ``max_tokens`` exceeds ``window``) or ``"engine"`` (always call; the engine's
-    own context-length error is the overflow, which uses the model's real tokenizer).
+    (a :class:`~rlmagent.budget.Budget`; None: no cap); ``trace_dir``, where each RLM
+    item's trajectory is written (``<item_id>-<method>.jsonl``; None: nowhere).
+    ``overflow_check`` decides when ``direct`` is a context overflow: ``"estimate"`` (no
+    call when the estimated prompt plus ``max_tokens`` exceeds ``window``) or
+    ``"engine"`` (always call; the engine's own context-length error is the overflow,
+    which uses the model's real tokenizer).
     """
 
     window: int = DEFAULT_WINDOW
@@ -105,6 +108,7 @@ class MethodConfig:
     overflow_check: str = "estimate"
     budget: Budget | None = None
     check_answers: bool | None = None
+    trace_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.overflow_check not in OVERFLOW_CHECKS:
@@ -279,6 +283,15 @@ async def rlm(
     """:class:`~rlmagent.RLMAgent` on the item (``sub_calls=False``: no llm_query)."""
     from rlmagent.agent import RLMAgent
 
+    bus, writer = None, None
+    if config.trace_dir is not None:
+        from rlmagent.events import EventBus
+        from rlmagent.trace import TraceWriter
+
+        method = "rlm" if sub_calls else "rlm-nosub"
+        writer = TraceWriter(Path(config.trace_dir) / f"{item.item_id}-{method}.jsonl")
+        bus = EventBus()
+        bus.subscribe(writer)
     agent = RLMAgent(
         models.engine,
         models.model,
@@ -293,6 +306,7 @@ async def rlm(
         sub_calls=sub_calls,
         budget=config.budget,
         check_answers=config.check_answers,
+        bus=bus,
     )
     try:
         result = await agent.arun(item.question, context=item.context)
@@ -301,6 +315,9 @@ async def rlm(
         total = _model_usage(usage) if usage is not None else ModelUsage()
         partial = getattr(exc, "partial_answer", None)
         return MethodOutput(partial, "error", total, f"{type(exc).__name__}: {exc}")
+    finally:
+        if writer is not None:
+            writer.close()
     detail = {
         "turns": result.turns,
         "stop_reason": result.stop_reason,

@@ -147,6 +147,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="subprocess",
         help="where RLM code runs (inprocess: NO isolation)",
     )
+    run.add_argument(
+        "--trace-dir",
+        default=None,
+        metavar="DIR",
+        help="write each RLM item's trajectory to DIR/<item>-<method>.jsonl (rlm view FILE)",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="no per-item progress")
     run.set_defaults(func=handle_run)
 
@@ -322,6 +328,7 @@ def handle_run(args: argparse.Namespace) -> int:
         overflow_check=args.overflow_check,
         budget=_budget(args),
         check_answers=args.check,
+        trace_dir=args.trace_dir,
     )
     remote = None
     if args.executor == "ray":

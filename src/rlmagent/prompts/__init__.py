@@ -9,7 +9,7 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from rlmagent.sandbox.base import CHUNKS_DOC, FunctionSpec
+from rlmagent.sandbox.base import CHUNKS_DOC, SEARCH_DOC, FunctionSpec
 from rlmagent.tools import Tool, signature
 from rlmagent.types import Cell
 
@@ -65,10 +65,12 @@ def system_message(
     sub_calls: bool,
 ) -> str:
     """The root's system prompt in ``profile`` (``small`` or ``capable``), listing
-    ``functions`` (the REPL's host functions), ``chunks`` and ``tools``. It never
+    ``functions`` (the REPL's host functions), ``search``, ``chunks`` and ``tools``. It never
     changes with the budget (which each observation reports), so cached root calls
     stay valid across budgets."""
-    lines = [f"- {spec.doc}" for spec in functions]
+    # search first: listed after llm_query, the small model asked a sub-model the
+    # question itself (with no text of the context) instead of searching
+    lines = [f"- {SEARCH_DOC}", *(f"- {spec.doc}" for spec in functions)]
     lines.append(f"- {CHUNKS_DOC}")
     lines.append("- `SHOW_VARS()`: the variables you have defined so far.")
     tool_text = ""

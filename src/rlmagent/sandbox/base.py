@@ -22,7 +22,13 @@ CHUNKS_DOC = (
     "most `max_chars` characters, cut at line ends (a longer line is cut every "
     "`max_chars`); `''.join(chunks(text, n)) == text`."
 )
-"""The prompt's line for the REPL's built-in ``chunks`` (see ``worker.chunks``)."""
+"""The prompt's line for the REPL's built-in ``chunks`` (see ``textops.chunks``)."""
+SEARCH_DOC = (
+    "`search(pattern: str, text=context) -> list[str]`: the sentences of `text` where "
+    "the regular expression `pattern` matches (case ignored), each cut to 300 "
+    "characters around the match, in order."
+)
+"""The prompt's line for the REPL's built-in ``search`` (see ``textops.search``)."""
 
 Handler = Callable[[str, dict[str, Any]], Any]
 """Host side of a REPL function call: ``handler(name, {"args": [...], "kwargs": {...}})``."""

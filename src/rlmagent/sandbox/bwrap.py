@@ -46,12 +46,12 @@ from rlmagent.sandbox.process import EXIT_WAIT_S, Worker
 from rlmagent.sandbox.proctree import children, signal_name, tree
 from rlmagent.sandbox.seccomp import build_filter
 from rlmagent.sandbox.spawn import SAFE_PATH, clean_env, spawn
-from rlmagent.sandbox.staging import DEFAULT_WORKER, worker_command, worker_files
+from rlmagent.sandbox.staging import COMPANIONS, DEFAULT_WORKER, worker_command, worker_files
 
 SANDBOX_UID = 65534
 """Host uid (and gid) that runs model code when the host is root: ``nobody``."""
 INNER_DIR = "/opt/rlmagent"
-"""Where the worker script and ``protocol.py`` appear inside the sandbox."""
+"""Where the worker script and its companion modules appear inside the sandbox."""
 INNER_WORKDIR = "/tmp/work"
 """The work directory (and ``HOME``, ``TMPDIR``) inside: a name that says nothing of the
 host."""
@@ -176,15 +176,15 @@ class BwrapLauncher:
             args += ["--ro-bind", path, path]
         code = {key[5:]: fd for key, fd in fds.items() if key.startswith("code:")}
         staged = bool(code)
-        if staged:  # worker.py, protocol.py and their bytecode, from the host's memory
+        if staged:  # worker.py, its companions and their bytecode, from the host's memory
             args += ["--perms", "0755", "--dir", INNER_DIR]
             args += ["--perms", "0755", "--dir", f"{INNER_DIR}/__pycache__"]
             for name, fd in code.items():
                 args += ["--perms", "0644", "--ro-bind-data", str(fd), f"{INNER_DIR}/{name}"]
         else:
-            protocol_py = Path(__file__).with_name("protocol.py")
             args += ["--ro-bind", str(self.worker), f"{INNER_DIR}/worker.py"]
-            args += ["--ro-bind", str(protocol_py), f"{INNER_DIR}/protocol.py"]
+            for name in COMPANIONS:
+                args += ["--ro-bind", str(Path(__file__).with_name(name)), f"{INNER_DIR}/{name}"]
         for name in files:
             args += ["--ro-bind", str(workdir / name), f"{home}/{name}"]
         args += ["--chdir", home, "--info-fd", str(fds["info"])]

@@ -1,8 +1,9 @@
 """The worker's own code, as every tier gets it: compiled once, kept in host memory,
 checked against that copy before each start.
 
-The worker (``worker.py`` and ``protocol.py``) is compiled once per host process and the
-four files (two sources, two bytecode files) are kept in memory. A worker of one tier
+The worker (``worker.py`` and its companions ``protocol.py`` and ``textops.py``) is
+compiled once per host process and the six files (sources and bytecode) are kept in
+memory. A worker of one tier
 must not be able to change what a later worker runs, whatever the tier (a cell of the
 plain tier, run as the host's user, can write to any directory of that user):
 
@@ -31,6 +32,8 @@ from pathlib import Path
 from rlmagent.sandbox.workdirs import LockedDir
 
 DEFAULT_WORKER = Path(__file__).with_name("worker.py")
+COMPANIONS = ("protocol.py", "textops.py")
+"""The modules the worker imports from its own directory, staged with it."""
 PYCACHE = "__pycache__"
 
 LAUNCH = (
@@ -59,7 +62,7 @@ def _compile(worker: Path) -> dict[str, bytes] | None:
     files: dict[str, bytes] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="rlmagent-compile-") as scratch:
-            for source in (worker, worker.with_name("protocol.py")):
+            for source in (worker, *(worker.with_name(n) for n in COMPANIONS)):
                 data = source.read_bytes()
                 copy = Path(scratch) / source.name
                 copy.write_bytes(data)

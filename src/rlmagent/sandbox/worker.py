@@ -4,9 +4,10 @@ This file runs inside the sandbox as a script (``python -I -S worker.py``) and u
 the standard library. :class:`Repl` is also used directly by the in-process sandbox.
 
 Inside the REPL the model sees ``context`` and the scaffold functions: ``llm_query``,
-``llm_batch``, ``FINAL``, ``FINAL_VAR``, ``SHOW_VARS``, ``chunks`` and one function per
-host tool. Every host function is a stub that sends a ``call`` frame and waits for the
-reply; ``chunks`` is plain Python that runs in the REPL.
+``llm_batch``, ``FINAL``, ``FINAL_VAR``, ``SHOW_VARS``, ``chunks``, ``search`` and one function
+per host tool. Every host function is a stub that sends a ``call`` frame and waits for
+the reply; ``chunks`` and ``search`` are plain Python that runs in the REPL
+(``textops.py``, staged beside this file).
 After each cell the scaffold names are bound again, so rebinding them cannot break
 later turns. A cell that ran to its end (or to FINAL) and displayed a slice of a list or
 tuple that left items out gets a line saying so at the end of its output
@@ -32,17 +33,19 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:
-    from rlmagent.sandbox import protocol
+    from rlmagent.sandbox import protocol, textops
 else:  # run as a script inside the sandbox
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path.append(_here)  # last: nothing in this directory can shadow the stdlib
     import protocol  # type: ignore[import-not-found, no-redef]
+    import textops  # type: ignore[import-not-found, no-redef]
 
     sys.path.remove(_here)
     del _here
 
 if TYPE_CHECKING:
     CallHost = Callable[[str, dict[str, Any]], Any]
+chunks = textops.chunks
 MAX_TRACEBACK_LINES = 30
 MAX_FINAL_CHARS = 4 * 1024 * 1024
 MAX_SLICE_NOTES = 5
@@ -84,33 +87,6 @@ class CappedBuffer(io.TextIOBase):
 
     def getvalue(self) -> str:
         return "".join(self.parts)
-
-
-def chunks(text: str, max_chars: int) -> list[str]:
-    """Split ``text`` into pieces of at most ``max_chars`` characters, cut after a
-    newline wherever one fits (a longer line is cut every ``max_chars`` characters).
-
-    ``"".join(chunks(text, n)) == text``, and ``chunks("", n) == []``.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"chunks(): text must be a str, not {type(text).__name__}")
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int):
-        raise TypeError(
-            f"chunks(): max_chars must be a positive int, not {type(max_chars).__name__}"
-        )
-    if max_chars <= 0:
-        raise ValueError(f"chunks(): max_chars must be a positive int, not {max_chars}")
-    pieces = []
-    start, size = 0, len(text)
-    while start < size:
-        end = start + max_chars
-        if end < size:
-            newline = text.rfind("\n", start, end)
-            if newline >= 0:  # else one line longer than max_chars: cut it there
-                end = newline + 1
-        pieces.append(text[start:end])
-        start = end
-    return pieces
 
 
 def _short_repr(value: Any, cap: int) -> str:
@@ -346,6 +322,7 @@ class Repl:
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars,
             "chunks": chunks,
+            "search": self._search,
         }
         for spec in functions or []:
             self.scaffold[spec["name"]] = self._host_function(spec["name"], spec.get("doc", ""))
@@ -360,6 +337,13 @@ class Repl:
         call.__name__ = call.__qualname__ = name
         call.__doc__ = doc
         return call
+
+    def _search(self, pattern: str, text: Any = None, width: int = textops.SEARCH_WIDTH):
+        """The passages of ``text`` (default: ``context``) where the regex ``pattern``
+        matches, case ignored: the sentence around each match (see ``textops.search``)."""
+        if text is None:
+            text = self.namespace.get("context")
+        return textops.search(pattern, text, width)
 
     def _final(self, value: Any) -> None:
         """End the run with ``value`` (converted to str) as the answer."""
