@@ -284,7 +284,9 @@ class Run:
                 self.best_answer = outcome.candidate
             observation = outcome.observation
             if outcome.final is None and ledger is not None:
-                observation += "\n\n" + ledger.remaining_line()
+                observation = prompts.with_status(
+                    observation, ledger.remaining_line(), self.question
+                )
             self._step(turn, completion, latency, played.cells, observation)
             if outcome.final is not None:
                 self.stop_reason = outcome.stop_reason

@@ -38,8 +38,13 @@ from rlmagent.evidence import grounded
 from rlmagent.parsing import FinalMarker
 from rlmagent.types import Cell
 
-_EMPTY = re.compile(r"(?:0\s*)?(?:\[\]|\(\)|\{\}|set\(\)|None|''|\"\"|0)?")
-"""An output that says a search found nothing: ``0 []``, ``[]``, ``0``, ``None``..."""
+_EMPTY = re.compile(
+    r"(?:0\s*)?(?:\[\]|\(\)|\{\}|set\(\)|None|''|\"\"|0)?"
+    r"|(?i:no (?:match|matches|results?|hits?|lines?)(?: (?:were |was )?found)?|not found"
+    r"|nothing found)[.!]?"
+)
+"""An output that says a search found nothing: ``0 []``, ``[]``, ``0``, ``None``, or
+the model's own ``No match found.`` / ``Not found``."""
 MAX_REPEATS = 3
 """Turns in a row that only repeat earlier cells before the run asks for its answer."""
 

@@ -181,13 +181,15 @@ def test_token_budget_holds_under_concurrency():
     assert 0 < sub.calls < 300 and result.content == "done"
 
 
-def test_remaining_budget_is_shown_in_each_observation():
+def test_remaining_budget_is_shown_in_each_observation_before_the_question():
     root = ScriptedEngine(["```repl\nprint(1)\n```", "```repl\nprint(2)\n```", "FINAL(x)"])
     result = RLMAgent(root, "m", budget=Budget(max_calls=10, max_tokens=100_000)).run(
         "q", context="c"
     )
     first, second = (s.observation for s in result.trajectory[:2])
-    assert first.endswith("Budget left: 9 calls, " + first.rsplit(", ", 1)[1])
+    status, rest = first.split("Budget left: 9 calls, ", 1)
+    assert status.startswith("[output]\n1") and "Question: q" in rest
+    assert first.endswith("answer with FINAL(answer).")  # what to do next comes last
     assert "Budget left: 8 calls" in second
     assert result.stop_reason == "final"
 
@@ -276,3 +278,15 @@ def test_time_budget_cancels_a_sleeping_cell_and_raises():
     assert info.value.limit_name == "seconds" and info.value.partial_answer == "so far"
     assert info.value.partial.budget_limit == "seconds"
     assert seen and alive(seen) == []
+
+
+def test_a_status_line_goes_before_the_question_or_first():
+    from rlmagent.prompts import with_status
+
+    text = "[output]\nQuestion: q in the output\n\nQuestion: q\nContinue."
+    assert with_status(text, "Budget left: 3 calls.", "q") == (
+        "[output]\nQuestion: q in the output\n\nBudget left: 3 calls.\n\nQuestion: q\nContinue."
+    )
+    assert with_status("Say it again.", "Budget left: 1 call.", "q") == (
+        "Budget left: 1 call.\n\nSay it again."
+    )

@@ -32,7 +32,8 @@ PLANT = """
 import os, py_compile, sys
 staged = os.path.dirname(sys.argv[1])
 poison = "open({marker!r}, 'a').write('poisoned code ran\\\\n')\\n"
-for name in ("ctypes.py", "json.py", "landlock.py", "worker.py", "protocol.py", "textops.py", "re.py"):
+for name in ("ctypes.py", "json.py", "landlock.py", "worker.py", "protocol.py", "textops.py",
+             "re.py"):
     with open(os.path.join(staged, name), "w") as f:
         f.write(poison)
 for name in os.listdir(os.path.join(staged, "__pycache__")):

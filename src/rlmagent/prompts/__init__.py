@@ -40,6 +40,17 @@ def without_echo(reply: str, prompt: str) -> str:
     return " ".join(text.split()) if text != reply else reply
 
 
+def with_status(observation: str, line: str, question: str) -> str:
+    """``observation`` with a status ``line`` (the budget left) put before its question,
+    so the message still ends with what to do next: with the line last, the 1.5B root
+    reran its finished cell turn after turn instead of answering."""
+    marker = f"\n\nQuestion: {question}"
+    at = observation.rfind(marker)
+    if at < 0:
+        return f"{line}\n\n{observation}"
+    return f"{observation[:at]}\n\n{line}{observation[at:]}"
+
+
 def observation(cells: Sequence[Cell], question: str) -> str:
     """What the model sees after its code ran: each cell's output, stderr and error."""
     parts = []
