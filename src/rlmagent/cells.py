@@ -32,13 +32,9 @@ class Cells:
         *,
         ev: dict[str, Any],
         check_answers: bool,
-        stop_at_output: bool = False,
     ) -> None:
         """``ev``: the run's ``run_id`` / ``depth`` / ``parent_id`` for its events;
-        ``check_answers``: whether a literal FINAL is marked for the support check;
-        ``stop_at_output``: a reply's blocks after the first that shows something are
-        not run (they were written before the model could read it)."""
-        self.stop_at_output = stop_at_output
+        ``check_answers``: whether a literal FINAL is marked for the support check."""
         self.tree = tree
         self.repl = repl
         self.functions = functions
@@ -71,15 +67,10 @@ class Cells:
             return Turn(reply, cut=True, marker=marker)
         blocks = parsing.code_blocks(reply)
         cells: list[Cell] = []
-        skipped = 0
         for index, code in enumerate(blocks, 1):
             cell = await self.execute(turn, index, code)
             cells.append(cell)
             if cell.result.final is not None:
-                break
-            if self.stop_at_output and index < len(blocks) and _showed(cell):
-                skipped = len(blocks) - index
-                marker = None  # written after blocks whose output it could not read
                 break
         own = len(cells)
         literal = (
@@ -97,7 +88,6 @@ class Cells:
             marker_value=marker_value,
             code_cells=own,
             literal_final=literal,
-            skipped=skipped,
         )
 
     async def resolve(
@@ -111,10 +101,6 @@ class Cells:
         cell = await self.execute(turn, len(cells) + 1, f"FINAL_VAR({marker.text!r})")
         cells.append(cell)
         return cell.result.final
-
-
-def _showed(cell: Cell) -> bool:
-    return bool(cell.result.output.strip() or cell.result.error)
 
 
 def shown(cell: Cell) -> str:

@@ -116,9 +116,8 @@ def find_final(text: str) -> FinalMarker | None:
     return found
 
 
-def for_history(text: str, blocks: int | None = None) -> str:
-    """The reply as kept in the conversation: its opening prose and its code blocks (the
-    first ``blocks`` of them; None: all).
+def for_history(text: str) -> str:
+    """The reply as kept in the conversation: its opening prose and its code blocks.
 
     Small models often follow a block with an invented ``Output: ...`` and then believe
     it over the real output, which comes in the next message; so text between and after
@@ -127,8 +126,7 @@ def for_history(text: str, blocks: int | None = None) -> str:
     spans = _code_fences(text)
     if not spans:
         return text
-    kept = spans if blocks is None else spans[: max(blocks, 1)]
-    return text[: spans[0].start()] + "\n".join(m.group(0) for m in kept)
+    return text[: spans[0].start()] + "\n".join(m.group(0) for m in spans)
 
 
 def final_is_literal(code: str) -> bool:

@@ -83,7 +83,6 @@ class Run:
             self.functions,
             ev=self._ev(),
             check_answers=settings.check_answers,
-            stop_at_output=settings.prompt_profile == "small",
         )
         self.root_calls = RootCalls(
             settings,
@@ -283,7 +282,10 @@ class Run:
             if outcome.candidate is not None:
                 self.best_answer = outcome.candidate
             observation = outcome.observation
-            if outcome.final is None and ledger is not None:
+            # the small root is not told the budget each turn: any status line derailed
+            # the 1.5B model (it reran its cell or wrote our instruction as a comment)
+            shows_budget = self.settings.prompt_profile != "small"
+            if outcome.final is None and ledger is not None and shows_budget:
                 observation = prompts.with_status(
                     observation, ledger.remaining_line(), self.question
                 )
@@ -291,8 +293,7 @@ class Run:
             if outcome.final is not None:
                 self.stop_reason = outcome.stop_reason
                 return outcome.final
-            kept = parsing.for_history(played.reply, played.code_cells if played.skipped else None)
-            messages.append({"role": "assistant", "content": kept})
+            messages.append({"role": "assistant", "content": parsing.for_history(played.reply)})
             messages.append({"role": "user", "content": observation})
             if outcome.stalled:  # the same cells again and again: ask for the answer now
                 self.stop_reason = "stalled"

@@ -7,9 +7,6 @@ observation to send back. No I/O here: the rules are tested on their own.
 The rules, learned on small roots (``../shared/FACTS.md``):
 
 - A reply cut inside a code block runs nothing and is asked again, shorter.
-- With ``stop_at_output`` (the small profile), a reply's blocks after the first one that
-  showed output are not run: small roots write a search, an invented output and the
-  next step on that invention in one reply. The observation says how many were left.
 - A FINAL in a cell ends the run, unless earlier cells of the same reply printed
   something the model could not have read yet: then it is shown that output and asked
   to confirm (the same value again confirms).
@@ -45,6 +42,7 @@ _EMPTY = re.compile(
 )
 """An output that says a search found nothing: ``0 []``, ``[]``, ``0``, ``None``, or
 the model's own ``No match found.`` / ``Not found``."""
+_CELL_NUMBER = re.compile(r"<cell \d+>")
 MAX_REPEATS = 3
 """Turns in a row that only repeat earlier cells before the run asks for its answer."""
 
@@ -85,8 +83,6 @@ class Turn:
     """How many of ``cells`` are the reply's own code blocks (the rest: a FINAL_VAR lookup)."""
     literal_final: bool = False
     """Whether the FINAL of the last code cell was written as a constant (``FINAL("7")``)."""
-    skipped: int = 0
-    """The reply's blocks not run: they came after a block that showed output."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +166,7 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
     marker_value = turn.marker_value
     if final is None and marker_value is not None and marker_value == state.last_final:
         final, reason = marker_value, "final_repeated"  # the same FINAL twice in a row
-    ran = [f"{c.code.strip()}\0{c.result.output}\0{c.result.error}" for c in own]
+    ran = [_ran(c) for c in own]
     repeated = bool(ran) and all(r in state.ran for r in ran)
     next_state = TurnState(
         True,
@@ -183,8 +179,6 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
     if final is not None:
         return Outcome(next_state, final, reason, candidate=candidate)
     observation = prompts.observation(turn.cells, question)
-    if turn.skipped:
-        observation += "\n\n" + prompts.render("skipped", count=turn.skipped)
     if unseen is not None:
         observation += "\n\n" + prompts.render("unseen", value=unseen)
     elif repeated:
@@ -195,9 +189,17 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
     return Outcome(next_state, observation=observation, candidate=candidate, stalled=stalled)
 
 
+def _ran(cell: Cell) -> str:
+    """What makes two cells the same run: code, output and error, with the cell number
+    of a traceback (``<cell 7>``) left out, so a failing call rerun is a repeat."""
+    error = _CELL_NUMBER.sub("<cell>", cell.result.error) if cell.result.error else None
+    return f"{cell.code.strip()}\0{cell.result.output}\0{error}"
+
+
 def _found_nothing(cell: Cell) -> bool:
     """Whether a cell ran cleanly and printed only an empty result."""
-    text = " ".join(cell.result.output.split())
+    lines = [s for s in cell.result.output.splitlines() if not s.startswith("[search: ")]
+    text = " ".join(" ".join(lines).split())
     return bool(text) and cell.result.error is None and _EMPTY.fullmatch(text) is not None
 
 

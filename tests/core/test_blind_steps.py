@@ -1,5 +1,5 @@
-"""Steps a small root takes blind: blocks written after output it had not read yet, and
-sub-calls whose prompt holds none of the context (:mod:`rlmagent.sourcing`)."""
+"""Steps a small root takes blind: sub-calls whose prompt holds none of the context
+(:mod:`rlmagent.sourcing`); and what the small profile's observations leave out."""
 
 from __future__ import annotations
 
@@ -39,26 +39,21 @@ def agent(root: ScriptedEngine, profile: str, sub: FunctionEngine | None = None)
     )
 
 
-def test_small_profile_runs_no_block_written_after_output_it_had_not_seen() -> None:
-    reply = (
-        repl("print('first')")
-        + "\nThe REPL shows: first\n"
-        + repl("print('second')")
-        + "\n"
-        + repl("FINAL('invented')")
-    )
-    root = ScriptedEngine([reply, repl("FINAL('after reading')")])
-    result = agent(root, "small").run("q?", context=CONTEXT)
-    assert result.content == "after reading"
-    cells = result.trajectory[0].cells
-    assert [c.code.strip() for c in cells] == ["print('first')"]
-    history, observation = root.calls[1][-2]["content"], root.calls[1][-1]["content"]
-    assert "print('first')" in history and "second" not in history and "invented" not in history
-    assert "The REPL shows" not in history
-    assert "the 2 block(s) after this one in your reply did not run" in observation
+def test_small_profile_observations_carry_no_budget_line() -> None:
+    from rlmagent.budget import Budget
+
+    for profile, shown in (("small", False), ("capable", True)):
+        root = ScriptedEngine([repl("print('x')"), repl("FINAL('done')")])
+        runner = RLMAgent(
+            root, "m", sandbox=InProcessSandbox(), prompt_profile=profile,
+            check_answers=False, budget=Budget(max_calls=10),
+        )  # fmt: skip
+        result = runner.run("q?", context=CONTEXT)
+        assert ("Budget left" in result.trajectory[0].observation) is shown
+        assert result.content == "done"
 
 
-def test_small_profile_runs_on_past_blocks_that_show_nothing() -> None:
+def test_small_profile_runs_every_block_of_a_reply() -> None:
     reply = repl("x = 6") + "\n" + repl("y = x * 7") + "\n" + repl("FINAL(y)")
     result = agent(ScriptedEngine([reply]), "small").run("q?", context=CONTEXT)
     assert result.content == "42" and len(result.trajectory[0].cells) == 3

@@ -146,6 +146,19 @@ def test_a_repeated_cell_with_the_same_output_is_pointed_out() -> None:
     assert "same code before" not in changed.observation
 
 
+def test_a_failing_cell_rerun_is_a_repeat_though_its_traceback_names_another_cell() -> None:
+    def failing(number: int) -> Cell:
+        return cell(error=f'File "<cell {number}>", line 1\nValueError: bad width')
+
+    state = TurnState()
+    for number in range(1, 5):
+        outcome = decide_turn(code_turn(failing(number)), state, question=Q)
+        state = outcome.state
+    assert "You ran this same code before" in outcome.observation and outcome.stalled
+    other = cell(error='File "<cell 9>", line 1\nValueError: another error')
+    assert "same code before" not in decide_turn(code_turn(other), state, question=Q).observation
+
+
 @pytest.mark.parametrize(
     ("output", "hinted"),
     [

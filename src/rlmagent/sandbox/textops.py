@@ -99,26 +99,66 @@ def _passages(text: str, regex: Any, width: int, out: list[str]) -> None:
             out.append(piece)
 
 
-def search(pattern: str, text: Any, width: int = SEARCH_WIDTH) -> list[str]:
+def word_counts(pattern: str, text: Any) -> list[tuple[str, int]]:
+    """For a pattern that matched nothing: each word of it (3+ letters, digits or
+    hyphens) with the number of passages ``search`` finds for it alone, rarest first
+    (words found nowhere left out); at most 5."""
+    import re
+
+    words = dict.fromkeys(w for w in re.findall(r"[\w-]{3,}", pattern) if w.lower() != pattern)
+    counts = []
+    for word in list(words)[:12]:
+        found = len(search(re.escape(word), text))
+        if found:
+            counts.append((word, found))
+    return sorted(counts, key=lambda wc: wc[1])[:5]
+
+
+def fallback(pattern: str, text: Any, width: int = SEARCH_WIDTH) -> tuple[list[str], str]:
+    """For a pattern of several words that matched nothing: the passages of its rarest
+    word that occurs, and the line saying so (printed by the REPL's ``search``). Small
+    models search for a whole phrase ("special magic number for X") that the text words
+    differently, and rerun the same search when told to use fewer words."""
+    import re
+
+    counts = word_counts(pattern, text)
+    if not counts:
+        return [], f"[search: nothing matches {pattern[:80]!r}, nor any word of it]"
+    word = counts[0][0]
+    found = ", ".join(f"{w!r} {n:,}" for w, n in counts)
+    note = (
+        f"[search: nothing matches {pattern[:80]!r}; these are the passages of its rarest "
+        f"word, {word!r} (its words alone match: {found})]"
+    )
+    return search(re.escape(word), text, width=width), note
+
+
+def search(pattern: str, text: Any, flags: int = 0, *, width: int = SEARCH_WIDTH) -> list[str]:
     """The passages of ``text`` where the regular expression ``pattern`` matches, case
     ignored, in order: for each match, the sentence or line holding it, cut to at most
     ``width`` characters around the match. ``text`` is a str or a list of them (each
-    item searched alone). Two matches in one passage give it once."""
+    item searched alone). Two matches in one passage give it once. ``flags`` are ``re``
+    flags, as ``re.search`` takes them (models write ``search(p, context, re.I)``);
+    case is ignored whatever they say."""
     import re
 
     if not isinstance(pattern, str):
         raise TypeError(f"search(): pattern must be a str, not {type(pattern).__name__}")
     if not pattern:
         raise ValueError("search(): pattern is empty; give the words to look for")
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise TypeError(f"search(): flags must be re flags such as re.I, not {flags!r}")
     if isinstance(width, bool) or not isinstance(width, int) or width < 20:
         raise ValueError(f"search(): width must be an int of at least 20, not {width!r}")
     try:
-        regex = re.compile(pattern, re.IGNORECASE)
+        regex = re.compile(pattern, flags | re.IGNORECASE)
     except re.error as exc:
         raise ValueError(
             f"search(): {pattern[:80]!r} is not a valid regular expression ({exc}); "
             "to search for the text as written, use search(re.escape(text))"
         ) from None
+    except ValueError as exc:  # flags that cannot go together (re.ASCII | re.LOCALE)
+        raise ValueError(f"search(): {exc}") from None
     if isinstance(text, str):
         items = [text]
     elif isinstance(text, list | tuple):

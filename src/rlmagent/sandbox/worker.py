@@ -338,12 +338,18 @@ class Repl:
         call.__doc__ = doc
         return call
 
-    def _search(self, pattern: str, text: Any = None, width: int = textops.SEARCH_WIDTH):
+    def _search(
+        self, pattern: str, text: Any = None, flags: int = 0, *, width: int = textops.SEARCH_WIDTH
+    ) -> list[str]:
         """The passages of ``text`` (default: ``context``) where the regex ``pattern``
         matches, case ignored: the sentence around each match (see ``textops.search``)."""
         if text is None:
             text = self.namespace.get("context")
-        return textops.search(pattern, text, width)
+        hits = textops.search(pattern, text, flags, width=width)
+        if not hits and " " in pattern.strip():  # the passages of its rarest word
+            hits, note = textops.fallback(pattern, text, width)
+            print(note)
+        return hits
 
     def _final(self, value: Any) -> None:
         """End the run with ``value`` (converted to str) as the answer."""
