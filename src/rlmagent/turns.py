@@ -20,7 +20,11 @@ The rules, learned on small roots (``../shared/FACTS.md``):
   :data:`MAX_REPEATS` such turns in a row the run asks for its answer at once.
 - A search that printed only an empty result (``0 []``, ``[]``) is answered with a hint
   to search for fewer, more distinctive words (small roots search for whole phrases).
-- With answer checks on (``seen`` given), a FINAL whose value the model wrote as a
+- With answer checks on (``seen`` given), an answer that only says nothing was found
+  (``0``, ``None``, ``Not found``) right after a reply whose searches all found nothing
+  is questioned once: an empty search is not evidence (small roots search for the
+  question's words, find none, and answer 0 where lines mean the topic without naming
+  it). And a FINAL whose value the model wrote as a
   literal and that appears in nothing it has seen is questioned once
   (:func:`rlmagent.evidence.grounded`); a computed value is not.
 """
@@ -61,6 +65,8 @@ class TurnState:
     """The cells run so far, as code and output (a repeat is pointed out)."""
     repeats: int = 0
     """Consecutive turns that only repeated earlier cells with the same output."""
+    found_nothing: bool = False
+    """Whether the previous reply's cells all printed an empty search result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +113,17 @@ def decide_turn(turn: Turn, state: TurnState, *, question: str, seen: str | None
     the grounding rule; None turns answer checks off.
     """
     outcome = _decide(turn, state, question)
+    looked = [c for c in turn.cells[: turn.code_cells] if c.result.final is None]
+    empty = bool(looked) and all(_found_nothing(c) for c in looked)
+    outcome = replace(outcome, state=replace(outcome.state, found_nothing=empty))
     if outcome.final is None or seen is None or outcome.state.questioned:
         return outcome
+    if state.found_nothing and _says_nothing(outcome.final):
+        return Outcome(
+            replace(outcome.state, questioned=True, last_final=None),
+            observation=prompts.render("empty_answer", value=outcome.final, question=question),
+            candidate=outcome.candidate,
+        )
     if _literal(turn, outcome) and not grounded(outcome.final, seen):
         return Outcome(
             replace(outcome.state, questioned=True, last_final=None),
@@ -187,6 +202,14 @@ def _code_turn(turn: Turn, state: TurnState, question: str, candidate: str | Non
         observation += "\n\n" + prompts.render("nothing_found")
     stalled = next_state.repeats >= MAX_REPEATS
     return Outcome(next_state, observation=observation, candidate=candidate, stalled=stalled)
+
+
+def _says_nothing(value: str) -> bool:
+    """Whether an answer only says that nothing was found (``0``, ``None``, ``Not found``)."""
+    text = " ".join(value.strip().strip("\"'`").split())
+    return text.lower() in {"", "none", "null", "n/a", "unknown", "nothing"} or (
+        _EMPTY.fullmatch(text) is not None
+    )
 
 
 def _ran(cell: Cell) -> str:

@@ -178,3 +178,24 @@ def test_a_failing_cell_rerun_is_a_repeat_though_its_traceback_names_another_cel
 def test_an_empty_search_result_gets_a_hint(output: str, hinted: bool) -> None:
     outcome = decide_turn(code_turn(cell(output)), TurnState(), question=Q)
     assert ("That found nothing" in outcome.observation) is hinted
+
+
+@pytest.mark.parametrize("answer", ["0", "None", "Not found", "No match found.", "''"])
+def test_a_nothing_answer_after_an_empty_search_is_questioned_once(answer: str) -> None:
+    seen = "Question: How many complain about billing?\n0 []"
+    searched = decide_turn(code_turn(cell("0 []\n")), TurnState(), question=Q, seen=seen)
+    assert searched.state.found_nothing and searched.final is None
+    final = code_turn(cell(final=answer))
+    asked = decide_turn(final, searched.state, question=Q, seen=seen)
+    assert asked.final is None and "finding nothing is not evidence" in asked.observation
+    again = decide_turn(final, asked.state, question=Q, seen=seen)
+    assert again.final == answer  # the same answer again stands
+
+
+def test_a_nothing_answer_after_a_search_that_found_something_stands() -> None:
+    seen = "Question: How many?\n0 lines of 12 match"
+    looked = decide_turn(code_turn(cell("['a', 'b']\n")), TurnState(), question=Q, seen=seen)
+    assert not looked.state.found_nothing
+    assert decide_turn(code_turn(cell(final="0")), looked.state, question=Q, seen=seen).final == "0"
+    no_checks = decide_turn(code_turn(cell("0 []\n")), TurnState(), question=Q)
+    assert decide_turn(code_turn(cell(final="0")), no_checks.state, question=Q).final == "0"

@@ -21,6 +21,77 @@ SEARCH_WIDTH = 300
 MAX_SEARCH_HITS = 10_000
 """The most passages one ``search`` returns."""
 _ENDS = ".!?"
+_COMMON = frozenset(
+    {
+        "the",
+        "and",
+        "for",
+        "are",
+        "was",
+        "were",
+        "with",
+        "that",
+        "this",
+        "from",
+        "has",
+        "have",
+        "had",
+        "not",
+        "but",
+        "its",
+        "his",
+        "her",
+        "their",
+        "they",
+        "them",
+        "there",
+        "than",
+        "then",
+        "into",
+        "onto",
+        "about",
+        "which",
+        "what",
+        "when",
+        "where",
+        "who",
+        "whom",
+        "how",
+        "why",
+        "does",
+        "did",
+        "done",
+        "all",
+        "any",
+        "each",
+        "per",
+        "our",
+        "out",
+        "you",
+        "your",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "been",
+        "being",
+        "also",
+        "only",
+        "very",
+        "more",
+        "most",
+        "some",
+        "such",
+        "other",
+        "",
+    }
+)
+"""Words a fallback search never picks: they match everywhere and say nothing."""
 
 
 def chunks(text: str, max_chars: int) -> list[str]:
@@ -105,7 +176,7 @@ def word_counts(pattern: str, text: Any) -> list[tuple[str, int]]:
     (words found nowhere left out); at most 5."""
     import re
 
-    words = dict.fromkeys(w for w in re.findall(r"[\w-]{3,}", pattern) if w.lower() != pattern)
+    words = dict.fromkeys(w for w in re.findall(r"[\w-]{3,}", pattern) if w.lower() not in _COMMON)
     counts = []
     for word in list(words)[:12]:
         found = len(search(re.escape(word), text))
@@ -128,7 +199,9 @@ def fallback(pattern: str, text: Any, width: int = SEARCH_WIDTH) -> tuple[list[s
     found = ", ".join(f"{w!r} {n:,}" for w, n in counts)
     note = (
         f"[search: nothing matches {pattern[:80]!r}; these are the passages of its rarest "
-        f"word, {word!r} (its words alone match: {found})]"
+        f"word, {word!r} (its words alone match: {found}). If the question is about what "
+        "lines mean (a topic, an intent) and not the words they hold, let a sub-model "
+        "judge each line: llm_filter(lines, condition) or llm_classify(lines, labels)]"
     )
     return search(re.escape(word), text, width=width), note
 
