@@ -193,15 +193,19 @@ def fallback(pattern: str, text: Any, width: int = SEARCH_WIDTH) -> tuple[list[s
     import re
 
     counts = word_counts(pattern, text)
-    if not counts:
-        return [], f"[search: nothing matches {pattern[:80]!r}, nor any word of it]"
+    if not counts:  # (a hint to the operators here sent lookups that had found their
+        # line into llm_filter over every line; it is said only when nothing matched)
+        return [], (
+            f"[search: nothing matches {pattern[:80]!r}, nor any word of it. If the question "
+            "is about what lines mean (a topic, an intent) and not the words they hold, let "
+            "a sub-model judge each line: llm_filter(lines, condition) or "
+            "llm_classify(lines, labels)]"
+        )
     word = counts[0][0]
     found = ", ".join(f"{w!r} {n:,}" for w, n in counts)
     note = (
         f"[search: nothing matches {pattern[:80]!r}; these are the passages of its rarest "
-        f"word, {word!r} (its words alone match: {found}). If the question is about what "
-        "lines mean (a topic, an intent) and not the words they hold, let a sub-model "
-        "judge each line: llm_filter(lines, condition) or llm_classify(lines, labels)]"
+        f"word, {word!r} (its words alone match: {found})]"
     )
     return search(re.escape(word), text, width=width), note
 
