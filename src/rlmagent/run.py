@@ -282,8 +282,8 @@ class Run:
             if outcome.candidate is not None:
                 self.best_answer = outcome.candidate
             observation = outcome.observation
-            # the small root is not told the budget each turn: any status line derailed
-            # the 1.5B model (it reran its cell or wrote our instruction as a comment)
+            # the small root is not told the budget each turn: with "Budget left: N s."
+            # last in its observation, the 1.5B root reran a finished lookup 5 turns
             shows_budget = self.settings.prompt_profile != "small"
             if outcome.final is None and ledger is not None and shows_budget:
                 observation = prompts.with_status(

@@ -24,9 +24,9 @@ The rules, learned on small roots (``../shared/FACTS.md``):
   (``0``, ``None``, ``Not found``) right after a reply whose searches all found nothing
   is questioned once: an empty search is not evidence (small roots search for the
   question's words, find none, and answer 0 where lines mean the topic without naming
-  it). And a FINAL whose value the model wrote as a
-  literal and that appears in nothing it has seen is questioned once
-  (:func:`rlmagent.evidence.grounded`); a computed value is not.
+  it). And a FINAL whose value the model wrote as a literal and that appears in
+  nothing it has seen is questioned once (:func:`rlmagent.evidence.grounded`); a
+  computed value is not. One question per run, whichever rule asks it.
 """
 
 from __future__ import annotations

@@ -76,9 +76,9 @@ def system_message(
     sub_calls: bool,
 ) -> str:
     """The root's system prompt in ``profile`` (``small`` or ``capable``), listing
-    ``functions`` (the REPL's host functions), ``search``, ``chunks`` and ``tools``. It never
-    changes with the budget (which each observation reports), so cached root calls
-    stay valid across budgets."""
+    ``functions`` (the REPL's host functions), ``search``, ``chunks`` and ``tools``. It
+    never changes with the budget (the capable profile's observations report it), so
+    cached root calls stay valid across budgets."""
     # search first: listed after llm_query, the small model asked a sub-model the
     # question itself (with no text of the context) instead of searching
     lines = [f"- {SEARCH_DOC}", *(f"- {spec.doc}" for spec in functions)]

@@ -3,9 +3,9 @@ checked against that copy before each start.
 
 The worker (``worker.py`` and its companions ``protocol.py`` and ``textops.py``) is
 compiled once per host process and the six files (sources and bytecode) are kept in
-memory. A worker of one tier
-must not be able to change what a later worker runs, whatever the tier (a cell of the
-plain tier, run as the host's user, can write to any directory of that user):
+memory. A worker of one tier must not be able to change what a later worker runs,
+whatever the tier (a cell of the plain tier, run as the host's user, can write to any
+directory of that user):
 
 - the bubblewrap tier gets the files from memory (``--ro-bind-data``): nothing on the
   host's disk is trusted, and no host path appears in its mount table;

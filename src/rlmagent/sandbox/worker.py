@@ -4,9 +4,9 @@ This file runs inside the sandbox as a script (``python -I -S worker.py``) and u
 the standard library. :class:`Repl` is also used directly by the in-process sandbox.
 
 Inside the REPL the model sees ``context`` and the scaffold functions: ``llm_query``,
-``llm_batch``, ``FINAL``, ``FINAL_VAR``, ``SHOW_VARS``, ``chunks``, ``search`` and one function
-per host tool. Every host function is a stub that sends a ``call`` frame and waits for
-the reply; ``chunks`` and ``search`` are plain Python that runs in the REPL
+``llm_batch``, ``FINAL``, ``FINAL_VAR``, ``SHOW_VARS``, ``chunks``, ``search`` and one
+function per host tool. Every host function is a stub that sends a ``call`` frame and
+waits for the reply; ``chunks`` and ``search`` are plain Python that runs in the REPL
 (``textops.py``, staged beside this file).
 After each cell the scaffold names are bound again, so rebinding them cannot break
 later turns. A cell that ran to its end (or to FINAL) and displayed a slice of a list or
