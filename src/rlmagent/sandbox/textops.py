@@ -88,7 +88,6 @@ _COMMON = frozenset(
         "some",
         "such",
         "other",
-        "",
     }
 )
 """Words a fallback search never picks: they match everywhere and say nothing."""
@@ -170,19 +169,15 @@ def _passages(text: str, regex: Any, width: int, out: list[str]) -> None:
             out.append(piece)
 
 
-def word_counts(pattern: str, text: Any) -> list[tuple[str, int]]:
+def _word_hits(pattern: str, text: Any, width: int) -> list[tuple[str, list[str]]]:
     """For a pattern that matched nothing: each word of it (3+ letters, digits or
-    hyphens) with the number of passages ``search`` finds for it alone, rarest first
-    (words found nowhere left out); at most 5."""
+    hyphens, no common word) with the passages ``search`` finds for it alone, rarest
+    first (words found nowhere left out); at most 5."""
     import re
 
     words = dict.fromkeys(w for w in re.findall(r"[\w-]{3,}", pattern) if w.lower() not in _COMMON)
-    counts = []
-    for word in list(words)[:12]:
-        found = len(search(re.escape(word), text))
-        if found:
-            counts.append((word, found))
-    return sorted(counts, key=lambda wc: wc[1])[:5]
+    found = [(word, search(re.escape(word), text, width=width)) for word in list(words)[:12]]
+    return sorted((wh for wh in found if wh[1]), key=lambda wh: len(wh[1]))[:5]
 
 
 def fallback(pattern: str, text: Any, width: int = SEARCH_WIDTH) -> tuple[list[str], str]:
@@ -190,10 +185,8 @@ def fallback(pattern: str, text: Any, width: int = SEARCH_WIDTH) -> tuple[list[s
     word that occurs, and the line saying so (printed by the REPL's ``search``). Small
     models search for a whole phrase ("special magic number for X") that the text words
     differently, and rerun the same search when told to use fewer words."""
-    import re
-
-    counts = word_counts(pattern, text)
-    if not counts:  # (a hint to the operators here sent lookups that had found their
+    hits = _word_hits(pattern, text, width)
+    if not hits:  # (a hint to the operators here sent lookups that had found their
         # line into llm_filter over every line; it is said only when nothing matched)
         return [], (
             f"[search: nothing matches {pattern[:80]!r}, nor any word of it. If the question "
@@ -201,13 +194,13 @@ def fallback(pattern: str, text: Any, width: int = SEARCH_WIDTH) -> tuple[list[s
             "a sub-model judge each line: llm_filter(lines, condition) or "
             "llm_classify(lines, labels)]"
         )
-    word = counts[0][0]
-    found = ", ".join(f"{w!r} {n:,}" for w, n in counts)
+    word, passages = hits[0]
+    found = ", ".join(f"{w!r} {len(p):,}" for w, p in hits)
     note = (
         f"[search: nothing matches {pattern[:80]!r}; these are the passages of its rarest "
         f"word, {word!r} (its words alone match: {found})]"
     )
-    return search(re.escape(word), text, width=width), note
+    return passages, note
 
 
 def search(pattern: str, text: Any, flags: int = 0, *, width: int = SEARCH_WIDTH) -> list[str]:
